@@ -12,7 +12,8 @@ from unlearnkit.runtime import Runtime
 torch.set_num_threads(1)
 
 
-def synthetic_dataset(n_train: int = 90, n_test: int = 45, classes: int = 3, size: int = 8, seed: int = 0) -> ImageDataset:
+def synthetic_dataset(n_train: int = 90, n_test: int = 45, classes: int = 3, size: int = 8,
+                      seed: int = 0) -> ImageDataset:
     """Easy, separable little images: each class lights up its own band of rows, plus noise."""
     g = torch.Generator().manual_seed(seed)
 

@@ -13,7 +13,8 @@ from unlearnkit.errors import ConfigError
 TINY = {"seeds": [0], "methods": ["ft", "sfron"], "scenarios": [
     {"name": "r20", "forget": "random:0.2", "recipe": {"epochs": 2},
      "hyperparameters": {"ft": {"epochs": 1}, "sfron": {"iters": 4}}},
-    {"name": "c3", "forget": "class:3", "recipe": {"epochs": 2}, "hyperparameters": {"ft": {"epochs": 1}, "sfron": {"iters": 4}}}]}
+    {"name": "c3", "forget": "class:3", "recipe": {"epochs": 2},
+     "hyperparameters": {"ft": {"epochs": 1}, "sfron": {"iters": 4}}}]}
 
 
 def test_bench_writes_the_table_csv_json_and_report(tmp_path, runtime):
@@ -99,7 +100,8 @@ def test_tuning_grid_and_seed_rules(tmp_path, runtime):
     assert len(tried) == 2 and 0 < len(affordable) < 2
     assert chosen["relative"] == min(t["relative"] for t in affordable) and not chosen["unmet"]
     nothing = json.loads((tmp_path / "cells" / "c3" / "7" / "original.json").read_text())["metrics"]
-    assert chosen["relative"] == pytest.approx(chosen["avg_gap"] / nothing["avg_gap"] + chosen["kl_forget"] / nothing["kl_forget"])
+    assert chosen["relative"] == pytest.approx(chosen["avg_gap"] / nothing["avg_gap"]
+                                               + chosen["kl_forget"] / nothing["kl_forget"])
     assert "| c3 | ft |" in (tmp_path / "tuning.md").read_text()
 
 

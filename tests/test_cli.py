@@ -43,7 +43,8 @@ def test_yaml_config_is_read_and_flags_override_it(tmp_path):
     (["retrain", "--forget", "class:12"], "class 12 does not exist; expected an index in 0..9"),
     (["retrain", "--forget", "class:0,1,2,3,4,5,6,7,8,9"], "remain set is empty"),
     (["retrain"], "retrain needs --forget"),
-    (["forget", "--model", "/nonexistent/ckpt", "--forget", "class:3"], "checkpoint '/nonexistent/ckpt' does not exist"),
+    (["forget", "--model", "/nonexistent/ckpt", "--forget", "class:3"],
+     "checkpoint '/nonexistent/ckpt' does not exist"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path):
     result, out = run(*args, "--json")
@@ -66,7 +67,8 @@ def test_forget_writes_the_unlearned_checkpoint_with_its_record(tmp_path):
                       "--set", "epochs=1", "--json")
     assert result.exit_code == 0, result.output
     assert {"forget_acc", "remain_acc", "test_acc", "wall_time_s", "steps", "hyperparameters"} <= set(out)
-    record = json.loads((tmp_path / "store" / "unlearned" / out["checkpoint"].split("/")[-1] / "record.json").read_text())
+    record = json.loads((tmp_path / "store" / "unlearned" / out["checkpoint"].split("/")[-1]
+                         / "record.json").read_text())
     assert record["unlearning"]["method"] == "ft" and record["unlearning"]["hyperparameters"]["epochs"] == 1
     assert record["split"]["forgotten_classes"] == [3] and record["original"]["key"]
 
@@ -75,7 +77,8 @@ def test_forget_rejects_unknown_method_and_hyperparameter(tmp_path):
     _, original = run("train", *FAST, "--json")
     result, _ = run("forget", "--model", original["checkpoint"], "--method", "magic", "--forget", "class:3")
     assert result.exit_code == 2 and "unknown method 'magic'; expected one of: sfron" in result.stderr
-    result, _ = run("forget", "--model", original["checkpoint"], "--method", "ft", "--forget", "class:3", "--set", "epohcs=2")
+    result, _ = run("forget", "--model", original["checkpoint"], "--method", "ft", "--forget", "class:3",
+                    "--set", "epohcs=2")
     assert result.exit_code == 2 and "has no hyperparameter(s) ['epohcs']; valid:" in result.stderr
 
 

@@ -18,7 +18,8 @@ from unlearnkit.unlearning.methods import METHODS
 from unlearnkit.unlearning.task import Task
 
 EXPECTED = {"sfron", "sfron_fron", "sfron_ron", "sfron_r", "ft", "ga", "neggrad_plus", "rl", "salun", "l1_sparse",
-            "bad_teacher", "scrub", "iu", "fisher", "ssd", "boundary_shrink", "boundary_expand", "retrain", "sisa", "one_step"}
+            "bad_teacher", "scrub", "iu", "fisher", "ssd", "boundary_shrink", "boundary_expand", "retrain", "sisa",
+            "one_step"}
 
 
 def test_every_method_resolves_and_declares_its_table_row():
@@ -46,7 +47,8 @@ def test_unknown_method_and_hyperparameter_list_the_valid_ones(tiny_data):
 def test_fisher_ratio_mask_follows_the_rule(monkeypatch, tiny_data, runtime):
     forget = {"w": torch.tensor([4.0, 1.0, 0.0, 2.0, 0.0])}
     remain = {"w": torch.tensor([1.0, 2.0, 0.0, 2.0, 5.0])}
-    monkeypatch.setattr(masks, "diagonal_fisher", lambda ctx, view, batch, clip: forget if view is ctx.forget else remain)
+    monkeypatch.setattr(masks, "diagonal_fisher",
+                        lambda ctx, view, batch, clip: forget if view is ctx.forget else remain)
     ctx = _context(tiny_data, runtime, {"gamma": 1.0, "fisher_batch_size": 8, "fisher_samples": 0, "fisher_clip": 0.0})
     # ratios (F_f + 1e-15) / (F_r + 1e-15): 4, 0.5, 1 (both zero), 1, ~0
     assert masks.FisherRatioMask().compute(ctx)["w"].tolist() == [1.0, 0.0, 1.0, 1.0, 0.0]
@@ -94,7 +96,8 @@ def test_adaptive_weights_equal_their_closed_form(tiny_data, runtime):
 
 def test_strict_mask_freezes_unmasked_weights_against_momentum_and_decay(tiny_data, runtime):
     model = nn.Linear(4, 1)
-    hp = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.1, "lr_schedule": "constant", "strict_mask": True}
+    hp = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.1, "lr_schedule": "constant",
+          "strict_mask": True}
     mask = {"weight": torch.tensor([[1.0, 0.0, 1.0, 0.0]]), "bias": torch.tensor([0.0])}
     for strict in (True, False):
         net = copy.deepcopy(model)

@@ -94,7 +94,8 @@ def test_retrain_is_an_independent_training_with_the_same_seed(tiny_data, traine
 SISA = {"shards": 3, "slices": 2, "epochs": 2, "batch_size": 16}
 
 
-def test_sisa_retrains_only_the_affected_shards_and_reuses_its_training(tiny_data, runtime, isolated_store, monkeypatch):
+def test_sisa_retrains_only_the_affected_shards_and_reuses_its_training(tiny_data, runtime, isolated_store,
+                                                                        monkeypatch):
     model = spec_for("mlp", tiny_data, hidden=(16,)).build()
     plan = ShardPlan.make(90, 3, 2, 2, seed=0)
     shard = plan.shards[1]

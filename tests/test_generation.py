@@ -13,11 +13,20 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.generation.data import generation_dataset
 from unlearnkit.generation.engine import unlearn_generation
 from unlearnkit.generation.methods import GENERATION_METHODS
-from unlearnkit.generation.metrics import classify, frechet_distance, recognition_rate, train_classifier
+from unlearnkit.generation.metrics import (
+    classify,
+    frechet_distance,
+    recognition_rate,
+    train_classifier,
+)
 from unlearnkit.generation.sampling import ddim_sample, guided_eps
 from unlearnkit.generation.schedule import NoiseSchedule, guided
 from unlearnkit.generation.task import Diffusion
-from unlearnkit.generation.training import DiffusionRecipe, load_denoiser, train_denoiser
+from unlearnkit.generation.training import (
+    DiffusionRecipe,
+    load_denoiser,
+    train_denoiser,
+)
 from unlearnkit.generation.unet import DenoiserSpec
 from unlearnkit.unlearning.context import Context
 from unlearnkit.unlearning.masks import FisherRatioMask
@@ -129,7 +138,8 @@ def test_diffusion_forward_draws_antithetic_timesteps_drops_conditions_and_slice
     outputs = task.forward(ctx, batch, train=True)
     assert torch.equal(outputs.t[:49] + outputs.t[51:], torch.full((49,), 999))  # n//2+1 draws t, then T-1-t
     dropped = (outputs.condition == model.num_classes).float().mean().item()
-    assert 0.35 < dropped < 0.65 and torch.equal(outputs.condition[outputs.condition != 3], batch.y[outputs.condition != 3])
+    assert 0.35 < dropped < 0.65 and torch.equal(outputs.condition[outputs.condition != 3],
+                                                 batch.y[outputs.condition != 3])
     losses = task.losses(outputs, batch)
     assert losses.shape == (100,) and torch.allclose(losses, (outputs.noise - outputs.eps).square().sum((1, 2, 3)))
     part = outputs[10:20]
@@ -150,7 +160,8 @@ def test_ddim_sampler_is_deterministic_given_a_seed(band_data):
     first = ddim_sample(model, schedule, labels, (1, 8, 8), steps=5, seed=3)
     assert torch.equal(first, ddim_sample(model, schedule, labels, (1, 8, 8), steps=5, seed=3))
     # Batching changes only the convolutions' summation order.
-    assert torch.allclose(first, ddim_sample(model, schedule, labels, (1, 8, 8), steps=5, seed=3, batch_size=2), atol=1e-4)
+    assert torch.allclose(first, ddim_sample(model, schedule, labels, (1, 8, 8), steps=5, seed=3, batch_size=2),
+                          atol=1e-4)
     assert not torch.equal(first, ddim_sample(model, schedule, labels, (1, 8, 8), steps=5, seed=4))
     stochastic = ddim_sample(model, schedule, labels, (1, 8, 8), steps=5, eta=1.0, seed=3)
     assert torch.equal(stochastic, ddim_sample(model, schedule, labels, (1, 8, 8), steps=5, eta=1.0, seed=3))
@@ -262,7 +273,8 @@ def test_generation_methods_are_their_own_table_and_reject_bad_input(band_data, 
     with pytest.raises(ConfigError, match="unknown generation method"):
         unlearn_generation(model, split, "scrub", data=band_data, schedule=NoiseSchedule.linear(), runtime=runtime)
     with pytest.raises(ConfigError, match="no hyperparameter"):
-        unlearn_generation(model, split, "sfron", data=band_data, schedule=NoiseSchedule.linear(), runtime=runtime, epochs=3)
+        unlearn_generation(model, split, "sfron", data=band_data, schedule=NoiseSchedule.linear(), runtime=runtime,
+                           epochs=3)
 
 
 def test_cli_trains_the_original_and_the_oracle_ddpm(tmp_path):

@@ -106,7 +106,10 @@ def test_entropy_and_confidence_features():
 @pytest.mark.parametrize("attack", [membership_rate_lr, membership_rate_svc])
 def test_attack_is_at_chance_when_members_and_non_members_look_alike(attack):
     rng = np.random.default_rng(0)
-    draw = lambda n: rng.gamma(2.0, 0.3, size=n)  # one distribution for everyone
+
+    def draw(n):  # one distribution for everyone
+        return rng.gamma(2.0, 0.3, size=n)
+
     members, nonmembers = draw(1500), draw(1500)
     held_out_members, held_out_nonmembers = draw(1500), draw(1500)
     balanced_accuracy = (attack(members, nonmembers, held_out_members)

@@ -20,5 +20,6 @@ def test_real_mnist_loads_and_a_lenet_learns_it(runtime):
     split = make_split("class:3", data)
     assert len(split.forget) == 6131
     model = spec_for("lenet5", data).build()
-    fit(model, data.train(torch.arange(6000)), TrainRecipe(epochs=1, batch_size=64, lr=0.05, augment=False), runtime, seed=0)
+    fit(model, data.train(torch.arange(6000)), TrainRecipe(epochs=1, batch_size=64, lr=0.05, augment=False), runtime,
+        seed=0)
     assert accuracy(model, data.test(), runtime) > 80

@@ -19,7 +19,8 @@ def test_original_and_oracle_are_trained_recorded_and_found_again_by_content(tin
     original = train(tiny_data, spec, RECIPE, seed=0, runtime=runtime)
     record = json.loads((original.path / "record.json").read_text())
     assert record["kind"] == "original" and record["metrics"]["test_acc"] > 90
-    assert {"torch", "numpy", "python"} <= set(record["versions"]) and record["data"]["fingerprint"] == tiny_data.fingerprint
+    assert ({"torch", "numpy", "python"} <= set(record["versions"])
+            and record["data"]["fingerprint"] == tiny_data.fingerprint)
     again = train(tiny_data, spec, RECIPE, seed=0, runtime=runtime)
     assert again.path == original.path and again.record["created"] == original.record["created"]
     assert train(tiny_data, spec, RECIPE, seed=1, runtime=runtime).path != original.path

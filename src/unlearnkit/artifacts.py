@@ -75,11 +75,13 @@ class Checkpoint:
     @property
     def model_spec(self) -> ModelSpec:
         if str(self.record.get("model", {}).get("name", "")).startswith("custom:"):
-            raise CheckpointError(f"checkpoint '{self.path}' holds a custom model: pass the module to load_model(model)")
+            raise CheckpointError(f"checkpoint '{self.path}' holds a custom model: "
+                                  "pass the module to load_model(model)")
         try:
             return ModelSpec(**self.record["model"])
         except (KeyError, TypeError) as exc:
-            raise CheckpointError(f"checkpoint '{self.path}' has no usable model description in {RECORD}: {exc}") from None
+            raise CheckpointError(f"checkpoint '{self.path}' has no usable model description "
+                                  f"in {RECORD}: {exc}") from None
 
     def load_model(self, model: nn.Module | None = None) -> nn.Module:
         """Rebuild the registered model (or use `model`) and load the weights, checking they match."""

@@ -70,7 +70,8 @@ def _train_command(kind: str, data, root, model, config, seed, forget, epochs, l
                                   "seed": seed, "forget": forget})
     settings.setdefault("data", data)
     recipe_overrides = {**settings.get("recipe", {}), **parse_assignments(assignments)}
-    recipe_overrides.update({k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size}.items() if v is not None})
+    recipe_overrides.update({k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size}.items()
+                             if v is not None})
     if task_name == "generation":
         from .generation.cli import train_generation
         result = train_generation(kind, settings, recipe_overrides, device, threads, store, force)
@@ -147,7 +148,8 @@ def forget(model: Path = typer.Option(..., "--model", help="Checkpoint folder of
            method: str = typer.Option("sfron", "--method", help="Unlearning method (see `unlearnkit methods`)."),
            forget_spec: str = typer.Option(..., "--forget", help="random:0.1, class:3[,5] or indices:FILE."),
            assignments: Optional[list[str]] = SetOpt, config: Optional[Path] = ConfigOpt,
-           seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split and the method (default: the original's)."),
+           seed: Optional[int] = typer.Option(None, "--seed",
+                                              help="Seed of the split and the method (default: the original's)."),
            device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt,
            store: Optional[Path] = StoreOpt, force: bool = ForceOpt, as_json: bool = JsonOpt):
     """Unlearn a forget set from a trained model; writes the unlearned checkpoint and its record."""
@@ -173,11 +175,15 @@ def forget(model: Path = typer.Option(..., "--model", help="Checkpoint folder of
 
 @command
 def evaluate(checkpoint: Path = typer.Argument(..., help="Checkpoint folder of the model to evaluate."),
-             oracle: Path = typer.Option(..., "--oracle", help="Checkpoint folder of the oracle (retrained on the same split)."),
-             original: Optional[Path] = typer.Option(None, "--original", help="Original model, for the relative verification error."),
-             mia: str = typer.Option("mia_entropy", "--mia", help="Attack used in Avg.Gap: mia_entropy (SFR-on) or mia_svc (SalUn)."),
+             oracle: Path = typer.Option(..., "--oracle",
+                                         help="Checkpoint folder of the oracle (retrained on the same split)."),
+             original: Optional[Path] = typer.Option(None, "--original",
+                                                     help="Original model, for the relative verification error."),
+             mia: str = typer.Option("mia_entropy", "--mia",
+                                     help="Attack used in Avg.Gap: mia_entropy (SFR-on) or mia_svc (SalUn)."),
              root: Optional[str] = typer.Option(None, "--root", help="Dataset folder, if it moved since training."),
-             seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the SVC attack's shadow subset (default 0)."),
+             seed: Optional[int] = typer.Option(None, "--seed",
+                                                help="Seed of the SVC attack's shadow subset (default 0)."),
              device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt, as_json: bool = JsonOpt):
     """Evaluate a model against its oracle: FA, RA, TA, MIA, Avg.Gap, KL, verification error, RTE."""
     from .artifacts import finite_json
@@ -190,9 +196,11 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Checkpoint folder of t
 
 
 @command
-def methods(as_json: bool = JsonOpt, name: Optional[str] = typer.Argument(None, help="Show one method's hyperparameters."),
+def methods(as_json: bool = JsonOpt,
+            name: Optional[str] = typer.Argument(None, help="Show one method's hyperparameters."),
             data: Optional[str] = typer.Option(None, "--data", help="With NAME: the defaults for this dataset."),
-            forget_spec: Optional[str] = typer.Option(None, "--forget", help="With NAME and --data: ... and this forget spec.")):
+            forget_spec: Optional[str] = typer.Option(None, "--forget",
+                                                      help="With NAME and --data: ... and this forget spec.")):
     """List every unlearning method with its decomposition (mask | forgetting | remaining | geometry)."""
     from .unlearning.methods import METHODS
 
@@ -200,8 +208,8 @@ def methods(as_json: bool = JsonOpt, name: Optional[str] = typer.Argument(None, 
         method = METHODS.get(name)
         resolved = method.parameters(data, forget_spec)
         info = {"name": name, "title": method.title, **method.columns(), "notes": method.notes,
-                "hyperparameters": resolved, "for": {"data": data, "forget": forget_spec}, "by_dataset": method.by_dataset,
-                "search": method.search}
+                "hyperparameters": resolved, "for": {"data": data, "forget": forget_spec},
+                "by_dataset": method.by_dataset, "search": method.search}
         where = f" for {data}" + (f", forget {forget_spec}" if forget_spec else "") if data else ""
         emit(info, as_json, "\n".join([f"{name}: {method.title}", *(f"  {k}: {v}" for k, v in method.columns().items()),
                                          *([f"  notes: {method.notes}"] if method.notes else []),
@@ -221,11 +229,13 @@ def methods(as_json: bool = JsonOpt, name: Optional[str] = typer.Argument(None, 
 
 
 @command
-def bench(scenarios: Optional[Path] = typer.Option(None, "--scenarios", help="Bench YAML file (default: the embedded digits bench)."),
+def bench(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
+                                                   help="Bench YAML file (default: the embedded digits bench)."),
           quick: bool = typer.Option(False, "--quick", help="One seed only (the first)."),
           methods_: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods (default: all)."),
           seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
-          out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <store>/bench/<config key>)."),
+          out: Optional[Path] = typer.Option(None, "--out",
+                                             help="Output folder (default: <store>/bench/<config key>)."),
           forget_class: int = typer.Option(0, "--forget-class", help="With --task generation: the class to forget."),
           only: Optional[str] = OnlyOpt,
           task_name: str = TaskOpt, device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt,
@@ -264,7 +274,8 @@ def _bench_generation(out, quick, methods_, seeds, forget_class, runtime, store,
     from .generation.bench import run_generation_bench
 
     seed = int(seeds.split(",")[0]) if seeds else 0
-    out_dir = Path(out or Path(store or default_store()) / "bench" / f"generation-class{forget_class}-seed{seed}{'-quick' if quick else ''}")
+    out_dir = Path(out or Path(store or default_store()) / "bench"
+                   / f"generation-class{forget_class}-seed{seed}{'-quick' if quick else ''}")
     result = run_generation_bench(out_dir, runtime, store, seed=seed, forget_class=forget_class, quick=quick,
                                   methods=[m.strip() for m in methods_.split(",")] if methods_ else None)
     summary = {"report": result["files"]["markdown"], "grid": result["files"]["grid"], "csv": result["files"]["csv"],
@@ -273,14 +284,22 @@ def _bench_generation(out, quick, methods_, seeds, forget_class, runtime, store,
 
 
 @command
-def tune(scenarios: Optional[Path] = typer.Option(None, "--scenarios", help="Bench YAML file (default: the embedded digits bench)."),
-         methods_: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods (default: all with a search space)."),
-         seeds: str = typer.Option("100", "--seeds", help="Comma-separated tuning seeds (the objective is their mean); none may be a reported seed."),
-         max_trials: int = typer.Option(60, "--max-trials", help="Grid points per method and scenario at most (seeded sample)."),
-         max_cost: float = typer.Option(0.5, "--max-cost", help="Largest compute allowed, as a share of retraining's sample passes."),
+def tune(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
+                                                  help="Bench YAML file (default: the embedded digits bench)."),
+         methods_: Optional[str] = typer.Option(None, "--methods",
+                                                help="Comma-separated methods (default: all with a search space)."),
+         seeds: str = typer.Option("100", "--seeds", help="Comma-separated tuning seeds (the objective is their mean); "
+                                                          "none may be a reported seed."),
+         max_trials: int = typer.Option(60, "--max-trials",
+                                        help="Grid points per method and scenario at most (seeded sample)."),
+         max_cost: float = typer.Option(0.5, "--max-cost",
+                                        help="Largest compute allowed, as a share of retraining's sample passes."),
          only: Optional[str] = OnlyOpt,
-         write: Optional[Path] = typer.Option(None, "--write", help="Write the chosen hyperparameters into this bench YAML file."),
-         defaults_file: Optional[Path] = typer.Option(None, "--defaults-file", help="Merge the chosen hyperparameters into this tuned-defaults YAML (the package's is src/unlearnkit/unlearning/tuned.yaml)."),
+         write: Optional[Path] = typer.Option(None, "--write",
+                                              help="Write the chosen hyperparameters into this bench YAML file."),
+         defaults_file: Optional[Path] = typer.Option(
+             None, "--defaults-file", help="Merge the chosen hyperparameters into this tuned-defaults YAML "
+                                           "(the package's is src/unlearnkit/unlearning/tuned.yaml)."),
          out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <store>/tune/<seed>)."),
          device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt, store: Optional[Path] = StoreOpt,
          as_json: bool = JsonOpt):
@@ -326,7 +345,8 @@ def models(as_json: bool = JsonOpt):
     """List the registered models."""
     from .models import MODELS
 
-    rows = {name: (builder.__doc__ or "").strip().splitlines()[0] if builder.__doc__ else "" for name, builder in MODELS.items()}
+    rows = {name: (builder.__doc__ or "").strip().splitlines()[0] if builder.__doc__ else ""
+            for name, builder in MODELS.items()}
     emit(rows, as_json, "\n".join(f"{n:10} {d}" for n, d in rows.items()))
 
 

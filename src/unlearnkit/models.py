@@ -33,11 +33,13 @@ class ModelSpec:
             single = replace(self, ensemble=None)
             return Ensemble([single.build() for _ in range(self.ensemble["size"])], self.ensemble["aggregation"])
         builder = MODELS.get(self.name)
-        accepted = [p for p in inspect.signature(builder).parameters if p not in ("in_channels", "image_size", "num_classes")]
+        accepted = [p for p in inspect.signature(builder).parameters
+                    if p not in ("in_channels", "image_size", "num_classes")]
         unknown = set(self.options) - set(accepted)
         if unknown:
             raise ConfigError(f"model '{self.name}' has no option(s) {sorted(unknown)}; it takes: {accepted or 'none'}")
-        return builder(in_channels=self.in_channels, image_size=self.image_size, num_classes=self.num_classes, **self.options)
+        return builder(in_channels=self.in_channels, image_size=self.image_size, num_classes=self.num_classes,
+                       **self.options)
 
     def describe(self) -> dict:
         return asdict(self)
@@ -105,7 +107,8 @@ class LeNet5(nn.Module):
             nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten())
         with torch.no_grad():
             flat = self.features(torch.zeros(1, in_channels, image_size, image_size)).shape[1]
-        self.head = nn.Sequential(nn.Linear(flat, 120), nn.ReLU(inplace=True), nn.Linear(120, 84), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(nn.Linear(flat, 120), nn.ReLU(inplace=True), nn.Linear(120, 84),
+                                  nn.ReLU(inplace=True))
         self.fc = nn.Linear(84, num_classes)
 
     def forward(self, x):
@@ -136,7 +139,8 @@ class ResNet18(nn.Module):
 
     def __init__(self, in_channels: int, image_size: int, num_classes: int, width: int = 64):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU(inplace=True))
         blocks, cin = [], width
         for i, stride in enumerate((1, 2, 2, 2)):
             cout = width * 2**i

@@ -24,7 +24,8 @@ from .training import accuracy, fit
 
 
 def default_recipe(dataset: ImageDataset) -> TrainRecipe:
-    return DATASETS.get(dataset.name).recipe if dataset.name in DATASETS else TrainRecipe(epochs=20, batch_size=128, lr=0.05)
+    return (DATASETS.get(dataset.name).recipe if dataset.name in DATASETS
+            else TrainRecipe(epochs=20, batch_size=128, lr=0.05))
 
 
 def describe_model(model: ModelSpec | nn.Module) -> dict:
@@ -77,11 +78,13 @@ def train(dataset: ImageDataset, model: ModelSpec | nn.Module, recipe: TrainReci
 def _fingerprint(checkpoint: Checkpoint) -> str:
     found = (checkpoint.record.get("data") or {}).get("fingerprint")
     if not found:
-        raise CheckpointError(f"checkpoint '{checkpoint.path}' records no data fingerprint: cannot tell which data it was trained on")
+        raise CheckpointError(f"checkpoint '{checkpoint.path}' records no data fingerprint: "
+                              "cannot tell which data it was trained on")
     return found
 
 
-def dataset_of(checkpoint: Checkpoint, others: tuple[Checkpoint, ...] = (), root: str | Path | None = None) -> ImageDataset:
+def dataset_of(checkpoint: Checkpoint, others: tuple[Checkpoint, ...] = (),
+               root: str | Path | None = None) -> ImageDataset:
     """Reload the dataset `checkpoint` records, after checking `others` were trained on the same data, and
     check the loaded data is byte-for-byte that data (its fingerprint). `root` overrides a moved folder."""
     expected = _fingerprint(checkpoint)
@@ -93,13 +96,14 @@ def dataset_of(checkpoint: Checkpoint, others: tuple[Checkpoint, ...] = (), root
     data = checkpoint.record["data"]
     name = data.get("name")
     if name not in DATASETS:
-        raise CheckpointError(f"checkpoint '{checkpoint.path}' was trained on dataset '{name}', which is not registered "
-                              f"({', '.join(DATASETS.names())}): use the Python API with that dataset")
+        raise CheckpointError(f"checkpoint '{checkpoint.path}' was trained on dataset '{name}', which is not "
+                              f"registered ({', '.join(DATASETS.names())}): use the Python API with that dataset")
     folder = root if root is not None else data.get("root")
     dataset = load_dataset(name, folder, **(data.get("options") or {}))
     if dataset.fingerprint != expected:
         raise DataError(f"dataset '{name}' loaded from '{folder}' has fingerprint {dataset.fingerprint}, but "
-                        f"'{checkpoint.path}' was trained on {expected}: the data changed, or pass --root to its original folder")
+                        f"'{checkpoint.path}' was trained on {expected}: the data changed, or pass --root to its "
+                        "original folder")
     return dataset
 
 

@@ -14,7 +14,8 @@ from .progress import task
 from .runtime import Runtime, seed_everything
 
 
-def make_optimizer(params, name: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(params, name: str, lr: float, momentum: float = 0.9,
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
@@ -87,7 +88,8 @@ def _save_state(path: Path, model, optimizer, schedule, generator, epoch: int) -
 
 
 @torch.no_grad()
-def predict(model: nn.Module, view: DataView, runtime: Runtime, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, view: DataView, runtime: Runtime,
+            batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels for every sample of `view`, with test-time transforms, the model in eval mode."""
     was_training = model.training
     model.eval()

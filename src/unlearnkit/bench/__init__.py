@@ -30,6 +30,8 @@ def bench(config: BenchConfig, runtime: Runtime, out_dir: Path | None = None, st
         if s.forget.startswith("class:"):
             data = load_dataset(s.data, s.root, **s.data_options)
             classes[s.name] = data.classes
-            forgotten[s.name] = [data.classes.index(t) if t in data.classes else int(t) for t in s.forget[6:].split(",")]
-    paths["report"] = write_report(summary, out_dir, titles, classes, forgotten, " ".join(["unlearnkit", *sys.argv[1:]]))
+            forgotten[s.name] = [data.classes.index(t) if t in data.classes else int(t)
+                                 for t in s.forget[6:].split(",")]
+    paths["report"] = write_report(summary, out_dir, titles, classes, forgotten,
+                                   " ".join(["unlearnkit", *sys.argv[1:]]))
     return {"out_dir": out_dir, "paths": paths, "summary": summary}

@@ -83,11 +83,13 @@ def per_class_figure(rows: list[dict], classes: list[str], forgotten: list[int])
 
 def _table(rows: list[dict]) -> str:
     mia = rows[0]["mia"]
-    head = "".join(f"<th>{h}</th>" for h in ("method", "FA", "RA", "TA", f"MIA ({mia})", "Avg.Gap ↓", "D_KL ↓", "RTE (s)", "speed-up"))
+    head = "".join(f"<th>{h}</th>" for h in ("method", "FA", "RA", "TA", f"MIA ({mia})", "Avg.Gap ↓", "D_KL ↓",
+                                             "RTE (s)", "speed-up"))
     body = []
     best = min((r["avg_gap"] for r in rows if r["method"] not in (ORACLE, NOISE_FLOOR, ORIGINAL)), default=None)
     for r in rows:
-        cells = [f"{fmt(r[k])}±{fmt(r[k + '_std'])} <small>({fmt(r['gap_' + k])})</small>" for k in ("forget_acc", "remain_acc", "test_acc", mia)]
+        cells = [f"{fmt(r[k])}±{fmt(r[k + '_std'])} <small>({fmt(r['gap_' + k])})</small>"
+                 for k in ("forget_acc", "remain_acc", "test_acc", mia)]
         gap = fmt(r["avg_gap"])
         gap = f"<b>{gap}</b>" if best is not None and r["avg_gap"] == best else gap
         speed = "—" if math.isnan(r["speedup"]) else f"{r['speedup']:.1f}×"

@@ -102,7 +102,8 @@ def _seed_cells(config: BenchConfig, scenario: Scenario, loaded, seed: int, meth
 
     def run_method(name: str, hp: dict) -> dict:
         try:
-            result = unlearn(original.load_model(), split, name, data=dataset, runtime=runtime, seed=seed, store=store, **hp)
+            result = unlearn(original.load_model(), split, name, data=dataset, runtime=runtime, seed=seed,
+                             store=store, **hp)
         except DivergenceError as exc:  # one diverging method is a result of the bench, not its end
             return {"error": str(exc)}
         return {**against_oracle(result.model, result.record()), "hyperparameters": result.hyperparameters,

@@ -65,16 +65,17 @@ def markdown(summary: dict[str, list[dict]], titles: dict[str, str] | None = Non
                 f"| method | FA | RA | TA | MIA ({mia}) | Avg.Gap ↓ | D_KL ↓ | RTE (s) | speed-up | cost |",
                 "|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
-            cells = [f"{fmt(r[k])}±{fmt(r[k + '_std'])} ({fmt(r['gap_' + k])})" for k in ("forget_acc", "remain_acc", "test_acc", mia)]
+            cells = [f"{fmt(r[k])}±{fmt(r[k + '_std'])} ({fmt(r['gap_' + k])})"
+                     for k in ("forget_acc", "remain_acc", "test_acc", mia)]
             speed = f"{fmt(r['speedup'], 1)}×" if not math.isnan(r["speedup"]) else "—"
             name = r["method"] + (f" (diverged on {r['diverged']} seed(s))" if r["diverged"] else "")
             out.append(f"| {name} | " + " | ".join(cells) + f" | {fmt(r['avg_gap'])} | {fmt(r['kl_forget'], 3)}"
                        f" | {fmt(r['rte_s'], 2)} | {speed} | {fmt(r['cost_ratio'], 3)} |")
         out.append("")
     out.append("FA/RA/TA/MIA: mean ± std over seeds (mean per-seed |gap| to that seed's oracle). Avg.Gap: mean of the "
-               "four gaps. D_KL: KL(oracle ‖ model) on the forget set. RTE: wall time of the unlearning call; speed-up: "
-               "oracle training time / RTE; cost: forward-backward sample passes / the oracle's. RT′ is a second "
-               "oracle trained with another seed: the noise floor.")
+               "four gaps. D_KL: KL(oracle ‖ model) on the forget set. RTE: wall time of the unlearning call; "
+               "speed-up: oracle training time / RTE; cost: forward-backward sample passes / the oracle's. "
+               "RT′ is a second oracle trained with another seed: the noise floor.")
     return "\n".join(out) + "\n"
 
 
@@ -83,7 +84,8 @@ CSV_FIELDS = ["scenario", "seed", "method", "forget_acc", "remain_acc", "test_ac
               "sample_passes", "cost_ratio", "steps", "hyperparameters"]
 
 
-def write_tables(cells: list[Cell], summary: dict, out_dir: Path, titles: dict[str, str] | None = None) -> dict[str, Path]:
+def write_tables(cells: list[Cell], summary: dict, out_dir: Path,
+                 titles: dict[str, str] | None = None) -> dict[str, Path]:
     paths = {"markdown": out_dir / "results.md", "csv": out_dir / "results.csv", "json": out_dir / "results.json"}
     atomic_write_text(paths["markdown"], markdown(summary, titles))
     buffer = io.StringIO()
@@ -93,5 +95,6 @@ def write_tables(cells: list[Cell], summary: dict, out_dir: Path, titles: dict[s
         writer.writerow({"scenario": c.scenario, "seed": c.seed, "method": c.method, **c.metrics,
                          "hyperparameters": json.dumps(c.metrics.get("hyperparameters", {}), sort_keys=True)})
     atomic_write_text(paths["csv"], buffer.getvalue())
-    atomic_write_text(paths["json"], json.dumps(finite_json({"summary": summary, "cells": [c.__dict__ for c in cells]}), indent=1))
+    atomic_write_text(paths["json"], json.dumps(finite_json({"summary": summary, "cells": [c.__dict__ for c in cells]}),
+                                                indent=1))
     return paths

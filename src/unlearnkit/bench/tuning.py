@@ -88,10 +88,12 @@ def _search(config, methods, seeds, runtime, out_dir, store, max_trials, max_cos
                 excess = partial(_excess, cap, scenario.max_forget_acc)
                 if scored:
                     chosen = min(scored, key=lambda r: (excess(r), r[scenario.objective], r["relative"]))
-                    best.setdefault(scenario.name, {})[name] = {**chosen, "unmet": _unmet(cap, scenario.max_forget_acc, chosen)}
+                    best.setdefault(scenario.name, {})[name] = {**chosen,
+                                                                "unmet": _unmet(cap, scenario.max_forget_acc, chosen)}
     _write(trials, best, out_dir, seeds, max_cost, {
         s.name: s.objective + (f", cost ≤ {s.max_cost}" if s.max_cost else "")
-        + (f", forget accuracy ≤ {s.max_forget_acc}%" if s.max_forget_acc is not None else "") for s in config.scenarios})
+        + (f", forget accuracy ≤ {s.max_forget_acc}%" if s.max_forget_acc is not None else "")
+        for s in config.scenarios})
     return {"best": best, "trials": trials, "out_dir": out_dir}
 
 
@@ -103,7 +105,8 @@ def _excess(cap: float, limit: float | None, row: dict) -> float:
 
 def _unmet(cap: float, limit: float | None, row: dict) -> list[str]:
     return ([f"cost {row['cost_ratio']:.2f} > {cap}"] if row["cost_ratio"] > cap else []) + (
-        [f"forget accuracy {row['forget_acc']:.1f}% > {limit}%"] if limit is not None and row["forget_acc"] > limit else [])
+        [f"forget accuracy {row['forget_acc']:.1f}% > {limit}%"] if limit is not None and row["forget_acc"] > limit
+        else [])
 
 
 def _trial(config, scenario, loaded, name, hp, seed, split, original, oracle, runtime, store, out_dir) -> dict:
@@ -112,9 +115,11 @@ def _trial(config, scenario, loaded, name, hp, seed, split, original, oracle, ru
 
     def run():
         try:
-            result = unlearn(original.load_model(), split, name, data=dataset, runtime=runtime, seed=seed, store=store, **hp)
+            result = unlearn(original.load_model(), split, name, data=dataset, runtime=runtime, seed=seed,
+                             store=store, **hp)
         except DivergenceError as exc:  # a diverging grid point loses; it does not end the search
-            return {"error": str(exc), **{k: None for k in ("avg_gap", "kl_forget", "forget_acc", "cost_ratio", "rte_s")}}
+            return {"error": str(exc),
+                    **{k: None for k in ("avg_gap", "kl_forget", "forget_acc", "cost_ratio", "rte_s")}}
         return evaluate(result.model, oracle.load_model(), split, dataset, runtime, None, result.record(),
                         oracle.record, config.mia, attacks=(config.mia,), seed=seed)
 
@@ -128,7 +133,8 @@ def _doing_nothing(config, scenario, loaded, seed, split, original, oracle, runt
     """The original model against the oracle: the scale of the relative objective."""
     def run():
         return evaluate(original.load_model(), oracle.load_model(), split, loaded[0], runtime, None,
-                        {"wall_time_s": 0.0, "sample_passes": 0}, oracle.record, config.mia, attacks=(config.mia,), seed=seed)
+                        {"wall_time_s": 0.0, "sample_passes": 0}, oracle.record, config.mia, attacks=(config.mia,),
+                        seed=seed)
 
     identity = {"tune": True, "original": original.record["key"], "oracle": oracle.record["key"], "mia": config.mia}
     return cached_cell(out_dir, scenario.name, seed, "original", identity, run).metrics
@@ -158,14 +164,16 @@ def _write(trials: list[dict], best: dict, out_dir: Path, seeds: list[int], max_
         writer.writerow({**t, "hp": json.dumps(t["hp"], sort_keys=True)})
     atomic_write_text(out_dir / "trials.csv", buffer.getvalue())
     lines = [f"Tuning seeds {', '.join(map(str, seeds))} (mean over them); cost ≤ {max_cost} of retraining's sample "
-             "passes; objective per scenario: " + ", ".join(f"{s}: lowest {o}" for s, o in objectives.items()) + ".", "",
-             "| scenario | method | chosen | relative | Avg.Gap | D_KL | cost | trials |", "|---|---|---|---|---|---|---|---|"]
+             "passes; objective per scenario: " + ", ".join(f"{s}: lowest {o}" for s, o in objectives.items()) + ".",
+             "", "| scenario | method | chosen | relative | Avg.Gap | D_KL | cost | trials |",
+             "|---|---|---|---|---|---|---|---|"]
     for scenario, methods in best.items():
         for name, r in methods.items():
             count = sum(1 for t in trials if t["scenario"] == scenario and t["method"] == name)
             flag = f" ({'; '.join(r['unmet'])})" if r["unmet"] else ""
-            lines.append(f"| {scenario} | {name} | `{json.dumps(r['hp'], sort_keys=True)}`{flag} | {r['relative']:.3f} | {r['avg_gap']:.2f} | "
-                         f"{r['kl_forget']:.3f} | {r['cost_ratio']:.3f} | {count} |")
+            lines.append(f"| {scenario} | {name} | `{json.dumps(r['hp'], sort_keys=True)}`{flag} | "
+                         f"{r['relative']:.3f} | {r['avg_gap']:.2f} | {r['kl_forget']:.3f} | {r['cost_ratio']:.3f} | "
+                         f"{count} |")
     atomic_write_text(out_dir / "tuning.md", "\n".join(lines) + "\n")
 
 

@@ -38,7 +38,8 @@ def load_dataset(name: str, root: str | Path | None = None, **options) -> ImageD
     if unknown:
         raise ConfigError(f"dataset '{name}' has no option(s) {sorted(unknown)}; it takes: {spec.options() or 'none'}")
     dataset = spec.load(root, **options)
-    dataset.source = {"name": name, "root": str(Path(root).expanduser().resolve()) if root else None, "options": options}
+    dataset.source = {"name": name, "root": str(Path(root).expanduser().resolve()) if root else None,
+                      "options": options}
     return dataset
 
 
@@ -55,7 +56,8 @@ def _load_digits(root=None) -> ImageDataset:
     images = torch.tensor(digits.images / 16.0, dtype=torch.float32)[:, None]
     labels = torch.tensor(digits.target, dtype=torch.long)
     # A fixed, stratified split: the test set never moves between runs or seeds.
-    train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=0.2, random_state=0, stratify=digits.target)
+    train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=0.2, random_state=0,
+                                           stratify=digits.target)
     train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
     mean, std = _channel_stats(images[train_idx])
     return ImageDataset("digits", images[train_idx], labels[train_idx], images[test_idx], labels[test_idx],
@@ -67,7 +69,8 @@ def _load_cifar(variant: str, mean, std):
         parts, names = read_cifar(root, variant)
         n_classes = 10 if variant == "cifar10" else 100
         names = names if len(names) == n_classes else [str(i) for i in range(n_classes)]
-        return ImageDataset(variant, *parts["train"], *parts["test"], names, mean, std, Augment(crop_padding=4, hflip=True))
+        return ImageDataset(variant, *parts["train"], *parts["test"], names, mean, std,
+                            Augment(crop_padding=4, hflip=True))
 
     return load
 
@@ -80,7 +83,8 @@ def _load_mnist(root=None) -> ImageDataset:
     return ImageDataset("mnist", *parts["train"], *parts["test"], [str(i) for i in range(n_classes)], mean, std)
 
 
-def _load_imagefolder(root=None, image_size: int = 32, channels: int = 3, test_fraction: float = 0.2, seed: int = 0) -> ImageDataset:
+def _load_imagefolder(root=None, image_size: int = 32, channels: int = 3, test_fraction: float = 0.2,
+                      seed: int = 0) -> ImageDataset:
     """`root/train/<class>/*` and `root/test/<class>/*`, or `root/<class>/*` split with `test_fraction`."""
     folder = require_folder(root, "imagefolder")
     if channels not in (1, 3):

@@ -147,7 +147,8 @@ def _indices(path: Path, n: int) -> np.ndarray:
         raise SplitError(f"indices file '{path}' must hold integers: {exc}") from None
     bad = ints[(ints < 0) | (ints >= n)]
     if len(bad):
-        raise SplitError(f"indices file '{path}': {len(bad)} index(es) out of range 0..{n - 1}, e.g. {bad[:5].tolist()}")
+        raise SplitError(f"indices file '{path}': {len(bad)} index(es) out of range 0..{n - 1}, "
+                         f"e.g. {bad[:5].tolist()}")
     unique, counts = np.unique(ints, return_counts=True)
     if (counts > 1).any():
         raise SplitError(f"indices file '{path}': duplicated index(es) {unique[counts > 1][:5].tolist()}")

@@ -34,7 +34,8 @@ def shared_split(model: Checkpoint, oracle: Checkpoint, dataset: ImageDataset) -
                               f"{oracle_split.spec} seed {oracle_split.seed} ({oracle_split.fingerprint}): "
                               "use the oracle of the same split")
     if model_fingerprint is None:
-        notes.append(f"the model has no forget split (an original model?): evaluated on the oracle's split {oracle_split.spec}")
+        notes.append(f"the model has no forget split (an original model?): evaluated on the oracle's split "
+                     f"{oracle_split.spec}")
     split = model_split if model_split is not None else oracle_split
     if split.n_train != len(dataset.train_labels):
         raise CheckpointError(f"the forget split covers {split.n_train} training samples but dataset "

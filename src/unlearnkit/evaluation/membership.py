@@ -7,10 +7,12 @@ D_f like unseen data, so the protocol compares each to the oracle's value, and A
 
 The two named attacks differ in feature, classifier and shadow sets:
 
-| name        | from                   | feature                     | classifier                          | members                  |
-|-------------|------------------------|-----------------------------|-------------------------------------|--------------------------|
-| mia_entropy | SFR-on (reported MIA)  | Shannon entropy of softmax  | LogisticRegression, balanced, lbfgs | all of D_r               |
-| mia_svc     | SalUn ("MIA-efficacy") | softmax prob. of true class | SVC(C=3, RBF, gamma="auto")         | as many of D_r as test   |
+| name       | mia_entropy                         | mia_svc                     |
+|------------|-------------------------------------|-----------------------------|
+| from       | SFR-on (reported MIA)               | SalUn ("MIA-efficacy")      |
+| feature    | Shannon entropy of softmax          | softmax prob. of true class |
+| classifier | LogisticRegression, balanced, lbfgs | SVC(C=3, RBF, gamma="auto") |
+| members    | all of D_r                          | as many of D_r as test      |
 
 Non-members are the whole test set in both.
 """
@@ -42,7 +44,8 @@ def true_class_confidence(logits: torch.Tensor, labels: torch.Tensor) -> np.ndar
 
 
 def _fit_predict(classifier, members: np.ndarray, nonmembers: np.ndarray, targets: np.ndarray) -> float:
-    members, nonmembers, targets = (np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in (members, nonmembers, targets))
+    members, nonmembers, targets = (np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+                                    for a in (members, nonmembers, targets))
     if not len(members) or not len(nonmembers) or not len(targets):
         raise ConfigError(f"a membership attack needs members, non-members and targets; got "
                           f"{len(members)}, {len(nonmembers)} and {len(targets)} samples")
@@ -62,7 +65,8 @@ def membership_rate_lr(members: np.ndarray, nonmembers: np.ndarray, targets: np.
     """
     from sklearn.linear_model import LogisticRegression
 
-    return _fit_predict(LogisticRegression(C=2.0, class_weight="balanced", solver="lbfgs"), members, nonmembers, targets)
+    return _fit_predict(LogisticRegression(C=2.0, class_weight="balanced", solver="lbfgs"), members, nonmembers,
+                        targets)
 
 
 def membership_rate_svc(members: np.ndarray, nonmembers: np.ndarray, targets: np.ndarray) -> float:
@@ -83,7 +87,8 @@ def mia_entropy(remain: Outputs, test: Outputs, forget: Outputs, seed: int = 0) 
     `results.mean()` the table shows x100: RT = 74.84 on CIFAR-10). Compared to the oracle's value
     (a gap, not a direction). `seed` is unused: the attack involves no randomness.
     """
-    return membership_rate_lr(shannon_entropy(remain.logits), shannon_entropy(test.logits), shannon_entropy(forget.logits))
+    return membership_rate_lr(shannon_entropy(remain.logits), shannon_entropy(test.logits),
+                              shannon_entropy(forget.logits))
 
 
 SHADOW_PICKS = ("random", "first")

@@ -28,10 +28,12 @@ def format_report(result: dict) -> str:
         metric = METRICS.get(key)
         gap = abs(result[key] - result["oracle"][key])
         marker = "  (in Avg.Gap)" if key == result["mia"] else ""
-        lines.append(f"{metric.label + ' (%)':<14}{_num(result[key]):>9}{_num(result['oracle'][key]):>9}{_num(gap):>9}{marker}")
+        lines.append(f"{metric.label + ' (%)':<14}{_num(result[key]):>9}{_num(result['oracle'][key]):>9}"
+                     f"{_num(gap):>9}{marker}")
     lines += [
         "",
-        f"Avg.Gap (FA, RA, TA, {METRICS.get(result['mia']).label})  {_num(result['avg_gap'])} points   (lower is better)",
+        f"Avg.Gap (FA, RA, TA, {METRICS.get(result['mia']).label})  {_num(result['avg_gap'])} points   "
+        "(lower is better)",
         f"D_KL(oracle || model) on D_f    {_num(result['kl_forget'], 4)} nats   (lower is better)",
         f"JS(oracle, model) on D_f        {_num(result['js_forget'], 4)} nats   (lower is better)",
         f"verification error              {_num(result['verification_error'], 4)}"

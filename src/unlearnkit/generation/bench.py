@@ -69,7 +69,8 @@ def run_generation_bench(out_dir: str | Path, runtime: Runtime | None = None, st
     spec = DenoiserSpec("unet", channels, size, dataset.num_classes)
     original = timed("train_original_s", train_denoiser, dataset, spec, recipe, seed, None, runtime, store)
     oracle = timed("train_oracle_s", train_denoiser, dataset, spec, recipe, seed, split, runtime, store)
-    classifier = timed("train_classifier_s", train_classifier, dataset, runtime, store, seed).load_model().to(runtime.device)
+    classifier = (timed("train_classifier_s", train_classifier, dataset, runtime, store, seed)
+                  .load_model().to(runtime.device))
     evaluator = timed("evaluate_s", GeneratorEvaluator, dataset, split, classifier, runtime, budget)
 
     rows, names, samples, settings_of = [], [], [], {}

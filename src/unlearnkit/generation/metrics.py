@@ -41,7 +41,8 @@ def classify(classifier: nn.Module, images: Tensor, runtime: Runtime, batch_size
     linear layer, taken with a forward hook so any registered classifier works."""
     layer = classifier_layer(classifier)
     captured: list[Tensor] = []
-    handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].detach().float().cpu()))
+    handle = layer.register_forward_hook(
+        lambda module, inputs, output: captured.append(inputs[0].detach().float().cpu()))
     was_training = classifier.training
     classifier.eval()
     logits = []

@@ -135,5 +135,6 @@ class ReplayWithEWC(RemainPart):
 
     def loss(self, ctx: Context, outputs, batch: Batch) -> Tensor:
         fisher, anchor = ctx.state["ewc_fisher"], ctx.state["ewc_anchor"]
-        penalty = sum((fisher[n] * (p - anchor[n]).square()).sum() for n, p in ctx.model.named_parameters() if n in fisher)
+        penalty = sum((fisher[n] * (p - anchor[n]).square()).sum() for n, p in ctx.model.named_parameters()
+                      if n in fisher)
         return ctx.task.losses(outputs, batch).mean() + ctx.hp["ewc_lambda"] * penalty

@@ -39,7 +39,8 @@ class NoiseSchedule:
         return padded[t.cpu() + 1].float().view(-1, 1, 1, 1).to(device or t.device)
 
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-        """A draw of x_t ~ q(x_t | x_0) = N(sqrt(a_t) x_0, (1 - a_t) I) with a_t = alpha-bar_t, from `noise` ~ N(0, I)."""
+        """A draw of x_t ~ q(x_t | x_0) = N(sqrt(a_t) x_0, (1 - a_t) I) with a_t = alpha-bar_t, from
+        `noise` ~ N(0, I)."""
         a = self.alpha_bar(t, x0.device)
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
 

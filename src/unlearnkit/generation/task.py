@@ -42,7 +42,8 @@ class DiffusionOutputs:
         return len(self.t)
 
     def __getitem__(self, index: slice) -> "DiffusionOutputs":
-        return DiffusionOutputs(self.x_t[index], self.t[index], self.condition[index], self.noise[index], self.eps[index])
+        return DiffusionOutputs(self.x_t[index], self.t[index], self.condition[index], self.noise[index],
+                                self.eps[index])
 
 
 def noise_losses(noise: Tensor, eps: Tensor) -> Tensor:

@@ -138,6 +138,7 @@ def load_denoiser(checkpoint: Checkpoint) -> tuple[nn.Module, NoiseSchedule]:
         spec = DenoiserSpec(**record["model"])
         recipe = DiffusionRecipe(**record["recipe"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint '{checkpoint.path}' has no usable denoiser or recipe record: {exc}") from None
+        raise CheckpointError(f"checkpoint '{checkpoint.path}' has no usable denoiser or recipe record: "
+                              f"{exc}") from None
     model = checkpoint.load_model(spec.build())
     return model.eval(), recipe.schedule()

@@ -115,7 +115,8 @@ class ConditionalUNet(nn.Module):
         for skip, cout in zip(reversed(skips), reversed(widths)):
             self.up.append(ResBlock(cin + skip, cout, emb_dim, groups))
             cin = cout
-        self.out = nn.Sequential(nn.GroupNorm(math.gcd(groups, cin), cin), nn.SiLU(), nn.Conv2d(cin, in_channels, 3, padding=1))
+        self.out = nn.Sequential(nn.GroupNorm(math.gcd(groups, cin), cin), nn.SiLU(),
+                                 nn.Conv2d(cin, in_channels, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
@@ -154,7 +155,8 @@ class DiffusersUNet(nn.Module):
         try:
             from diffusers import UNet2DModel
         except ImportError:
-            raise ConfigError("denoiser 'diffusers-unet' needs the diffusers package: pip install 'unlearnkit[generation]'") from None
+            raise ConfigError("denoiser 'diffusers-unet' needs the diffusers package: "
+                              "pip install 'unlearnkit[generation]'") from None
         levels = len(channels)
         down = ["DownBlock2D"] * levels
         up = ["UpBlock2D"] * levels
@@ -162,8 +164,9 @@ class DiffusersUNet(nn.Module):
             down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
         self.num_classes = num_classes
         self.net = UNet2DModel(sample_size=image_size, in_channels=in_channels, out_channels=in_channels,
-                               block_out_channels=tuple(channels), down_block_types=tuple(down), up_block_types=tuple(up),
-                               layers_per_block=layers_per_block, num_class_embeds=num_classes + 1,
+                               block_out_channels=tuple(channels), down_block_types=tuple(down),
+                               up_block_types=tuple(up), layers_per_block=layers_per_block,
+                               num_class_embeds=num_classes + 1,
                                norm_num_groups=math.gcd(*channels) if levels > 1 else channels[0])
 
     def forward(self, x: Tensor, t: Tensor, c: Tensor) -> Tensor:

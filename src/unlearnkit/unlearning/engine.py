@@ -52,7 +52,8 @@ def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data
     if dataset is None:
         raise ConfigError("unlearn() needs the dataset the split indexes: pass data=")
     if split.n_train != len(dataset.train_labels):
-        raise ConfigError(f"the split covers {split.n_train} training samples but the dataset has {len(dataset.train_labels)}")
+        raise ConfigError(f"the split covers {split.n_train} training samples but the dataset has "
+                          f"{len(dataset.train_labels)}")
     declared = methods.get(method)
     hp = declared.resolve(dataset.name, hyperparameters, split.spec)
     runtime = runtime or Runtime.create()

@@ -144,7 +144,8 @@ def _constituent(ctx: Context, shard: int) -> nn.Module:
     return fresh_copy(ctx.model, _seed(ctx.seed, shard)).to(ctx.device)
 
 
-def sharded_training(ctx: Context, plan: ShardPlan, recipe: TrainRecipe, shards: int, slices: int) -> tuple[Path, dict, bool]:
+def sharded_training(ctx: Context, plan: ShardPlan, recipe: TrainRecipe, shards: int,
+                     slices: int) -> tuple[Path, dict, bool]:
     """SISA's "original": every shard trained slice by slice on the full training set, a checkpoint per slice.
     Stored once under a content key (data, architecture, recipe, S, R, seed) in `ctx.store/sisa`, written to a
     temporary folder and renamed into place. Returns (folder, record, whether it was trained by this call)."""

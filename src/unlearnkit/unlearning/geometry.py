@@ -29,12 +29,14 @@ class Stepper:
         hp = ctx.hp
         self.ctx, self.mask = ctx, mask
         self.params = {n: p for n, p in ctx.model.named_parameters() if p.requires_grad}
-        self.optimizer = make_optimizer(self.params.values(), hp["optimizer"], hp["lr"], hp["momentum"], hp["weight_decay"])
+        self.optimizer = make_optimizer(self.params.values(), hp["optimizer"], hp["lr"], hp["momentum"],
+                                        hp["weight_decay"])
         self.schedule = make_schedule(self.optimizer, hp["lr_schedule"], schedule_length)
 
     def step(self, loss: Tensor, masked: bool, clip: float = 0.0) -> None:
         if not torch.isfinite(loss):
-            raise DivergenceError(f"the loss became {loss.item()} at step {self.ctx.step}: lower lr or the forgetting scale")
+            raise DivergenceError(f"the loss became {loss.item()} at step {self.ctx.step}: "
+                                  "lower lr or the forgetting scale")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         mask = self.mask if masked else None
@@ -81,7 +83,8 @@ class Joint(Geometry):
     """
 
     name, label = "joint", "Euclidean (joint step)"
-    params = {**OPTIMISATION, "epochs": 10, "forget_weight": 1.0, "remain_weight": 1.0, "clip": 0.0, "forget_mode": "train"}
+    params = {**OPTIMISATION, "epochs": 10, "forget_weight": 1.0, "remain_weight": 1.0, "clip": 0.0,
+              "forget_mode": "train"}
 
     def __init__(self, sampling: str = "paired"):
         self.sampling = sampling
@@ -148,7 +151,8 @@ class FastSlow(Geometry):
     """
 
     name = "fast-slow"
-    params = {**OPTIMISATION, "iters": 1500, "forget_freq": 5, "forget_clip": 7.0, "remain_clip": 0.0, "forget_mode": "train"}
+    params = {**OPTIMISATION, "iters": 1500, "forget_freq": 5, "forget_clip": 7.0, "remain_clip": 0.0,
+              "forget_mode": "train"}
 
     def __init__(self, online: bool = True):
         self.online = online
@@ -165,7 +169,8 @@ class FastSlow(Geometry):
             ctx.step = t
             forget_loss = None
             if method.forget is not None and t % freq == 0:
-                forget_loss = part_loss(ctx, method.forget, ctx.batch(ctx.forget, next(forget_stream)), hp["forget_mode"])
+                forget_loss = part_loss(ctx, method.forget, ctx.batch(ctx.forget, next(forget_stream)),
+                                        hp["forget_mode"])
                 if self.online:
                     stepper.step(forget_loss, masked=True, clip=hp["forget_clip"])
                     forget_loss = None

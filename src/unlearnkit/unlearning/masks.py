@@ -66,4 +66,5 @@ class GradientSaliencyMask(MaskPart):
         keep = int(len(flat) * ratio)
         chosen = torch.zeros_like(flat)
         chosen[torch.argsort(flat, descending=True, stable=True)[:keep]] = 1.0
-        return dict(zip(grads, (c.view_as(g) for c, g in zip(chosen.split([g.numel() for g in grads.values()]), grads.values()))))
+        return dict(zip(grads, (c.view_as(g)
+                                for c, g in zip(chosen.split([g.numel() for g in grads.values()]), grads.values()))))

@@ -57,11 +57,13 @@ class Method:
                 **self.by_dataset.get(f"{dataset}:{kind}", {}), **tuned(self.name, dataset, spec)}
 
     def resolve(self, dataset: str | None, overrides: dict[str, Any], spec: str | None = None) -> dict[str, Any]:
-        """Defaults for `dataset` and forget `spec` with the user's overrides, each checked against its default's type."""
+        """Defaults for `dataset` and forget `spec` with the user's overrides, each checked against its
+        default's type."""
         params = self.parameters(dataset, spec)
         unknown = sorted(set(overrides) - set(params))
         if unknown:
-            raise ConfigError(f"method '{self.name}' has no hyperparameter(s) {unknown}; valid: {', '.join(sorted(params))}")
+            raise ConfigError(f"method '{self.name}' has no hyperparameter(s) {unknown}; "
+                              f"valid: {', '.join(sorted(params))}")
         for key, value in overrides.items():
             params[key] = _coerce(self.name, key, value, params[key])
         return params
@@ -72,7 +74,8 @@ class Method:
             part.prepare(ctx)
         mask = self.mask.compute(ctx) if self.mask is not None else None
         if mask is not None:
-            ctx.state["mask_density"] = float(sum(m.sum() for m in mask.values()) / sum(m.numel() for m in mask.values()))
+            ctx.state["mask_density"] = float(sum(m.sum() for m in mask.values())
+                                              / sum(m.numel() for m in mask.values()))
         try:
             self.geometry.run(ctx, self, mask)
         finally:  # undo model surgery even when a run fails, so the caller can restore the weights

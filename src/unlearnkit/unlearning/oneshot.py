@@ -329,7 +329,8 @@ class SingleGradient(Geometry):
             if value is None:
                 if registered is None:
                     raise ConfigError(f"one_step needs the original training recipe, and dataset '{ctx.dataset.name}' "
-                                      f"is not registered: pass train_lr, train_epochs, train_batch_size, train_schedule")
+                                      f"is not registered: pass train_lr, train_epochs, train_batch_size, "
+                                      "train_schedule")
                 values[key] = getattr(registered, key)
         if values["schedule"] not in ("cosine", "constant", "step"):
             raise ConfigError(f"train_schedule must be cosine, constant or step, got {values['schedule']!r}")

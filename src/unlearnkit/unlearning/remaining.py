@@ -51,4 +51,5 @@ class ScrubMin(RemainPart):
     def loss(self, ctx: Context, logits: Tensor, batch: Batch) -> Tensor:
         with torch.no_grad():
             teacher = ctx.original(batch.x)
-        return ctx.hp["scrub_gamma"] * F.cross_entropy(logits, batch.y) + ctx.hp["scrub_alpha"] * kd_kl(logits, teacher, ctx.hp["kd_T"])
+        return (ctx.hp["scrub_gamma"] * F.cross_entropy(logits, batch.y)
+                + ctx.hp["scrub_alpha"] * kd_kl(logits, teacher, ctx.hp["kd_T"]))
