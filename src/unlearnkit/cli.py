@@ -26,6 +26,9 @@ DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (bf
 ThreadsOpt = typer.Option(None, "--threads", help="CPU threads for torch (default 1, or $UNLEARNKIT_THREADS).")
 StoreOpt = typer.Option(None, "--store", help="Folder of stored runs (default ./unlearnkit-runs or $UNLEARNKIT_STORE).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object as the last line of standard output.")
+EpochsOpt = typer.Option(None, "--epochs", help="Override the recipe's epochs.")
+LrOpt = typer.Option(None, "--lr", help="Override the recipe's learning rate.")
+BatchOpt = typer.Option(None, "--batch-size", help="Override the recipe's batch size.")
 ForceOpt = typer.Option(False, "--force", help="Train again even if a stored run with the same content exists.")
 TaskOpt = typer.Option("classification", "--task", help="classification or generation.")
 OnlyOpt = typer.Option(None, "--only", help="Comma-separated scenario names to run (default: all in the file).")
@@ -83,7 +86,7 @@ def _train_command(kind: str, data, root, model, config, seed, forget, epochs, l
 
 
 def _train_classifier(kind, settings, recipe_overrides, device, threads, store, force) -> dict:
-    from .data import DATASETS, load_dataset, make_split
+    from .data import DATASETS, load_dataset, oracle_split
     from .models import spec_for
     from .pipeline import train
     from .runtime import Runtime
@@ -94,11 +97,7 @@ def _train_classifier(kind, settings, recipe_overrides, device, threads, store, 
     model = spec_for(settings.get("model") or spec.default_model, dataset, **settings.get("model_options", {}))
     recipe = spec.recipe.with_overrides(recipe_overrides)
     seed = int(settings.get("seed", 0))
-    split = None
-    if kind == "oracle":
-        if not settings.get("forget"):
-            raise UnlearnkitError("retrain needs --forget SPEC (e.g. random:0.1 or class:3)")
-        split = make_split(settings["forget"], dataset, seed)
+    split = oracle_split(kind, settings.get("forget"), dataset, seed, "retrain")
     checkpoint = train(dataset, model, recipe, seed, split, runtime, store, force)
     record = checkpoint.record
     return {"checkpoint": str(checkpoint.path), "kind": kind, "train_acc": record["metrics"]["train_acc"],
@@ -117,9 +116,7 @@ def _describe_training(result: dict) -> str:
 @command
 def train(data: str = DataOpt, root: Optional[str] = RootOpt, model: Optional[str] = ModelOpt,
           config: Optional[Path] = ConfigOpt, seed: Optional[int] = SeedOpt,
-          epochs: Optional[int] = typer.Option(None, help="Override the recipe's epochs."),
-          lr: Optional[float] = typer.Option(None, help="Override the recipe's learning rate."),
-          batch_size: Optional[int] = typer.Option(None, help="Override the recipe's batch size."),
+          epochs: Optional[int] = EpochsOpt, lr: Optional[float] = LrOpt, batch_size: Optional[int] = BatchOpt,
           assignments: Optional[list[str]] = SetOpt, device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt,
           store: Optional[Path] = StoreOpt, force: bool = ForceOpt, task_name: str = TaskOpt,
           as_json: bool = JsonOpt):
@@ -132,9 +129,7 @@ def train(data: str = DataOpt, root: Optional[str] = RootOpt, model: Optional[st
 def retrain(forget: Optional[str] = typer.Option(None, "--forget", help="random:0.1, class:3[,5] or indices:FILE."),
             data: str = DataOpt, root: Optional[str] = RootOpt, model: Optional[str] = ModelOpt,
             config: Optional[Path] = ConfigOpt, seed: Optional[int] = SeedOpt,
-            epochs: Optional[int] = typer.Option(None, help="Override the recipe's epochs."),
-            lr: Optional[float] = typer.Option(None, help="Override the recipe's learning rate."),
-            batch_size: Optional[int] = typer.Option(None, help="Override the recipe's batch size."),
+            epochs: Optional[int] = EpochsOpt, lr: Optional[float] = LrOpt, batch_size: Optional[int] = BatchOpt,
             assignments: Optional[list[str]] = SetOpt, device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt,
             store: Optional[Path] = StoreOpt, force: bool = ForceOpt, task_name: str = TaskOpt,
             as_json: bool = JsonOpt):

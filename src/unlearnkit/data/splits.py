@@ -97,6 +97,15 @@ def make_split(spec: str, data, seed: int = 0, classes: list[str] | None = None)
     return ForgetSplit(spec, seed, forget, remain, forgotten, dataset)
 
 
+def oracle_split(kind: str, spec: str | None, data, seed: int, command: str) -> ForgetSplit | None:
+    """The split an oracle is trained without; None for the original model (trained on everything)."""
+    if kind != "oracle":
+        return None
+    if not spec:
+        raise SplitError(f"{command} needs --forget SPEC (e.g. random:0.1 or class:3)")
+    return make_split(spec, data, seed)
+
+
 def _random(arg: str, n: int, seed: int) -> np.ndarray:
     try:
         fraction = float(arg)

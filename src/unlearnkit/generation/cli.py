@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigError
-
 
 def generation_data(settings: dict[str, Any]):
     """The generation dataset named by the settings (data, root, data_options, image_size, layout)."""
@@ -18,7 +16,7 @@ def generation_data(settings: dict[str, Any]):
 def train_generation(kind: str, settings: dict[str, Any], recipe_overrides: dict[str, Any], device: str,
                      threads: int | None, store, force: bool) -> dict[str, Any]:
     """Train (or find stored) the original DDPM, or with kind='oracle' the DDPM retrained without `forget`."""
-    from ..data import make_split
+    from ..data import oracle_split
     from ..runtime import Runtime
     from .training import DiffusionRecipe, train_denoiser
     from .unet import DENOISERS, DenoiserSpec
@@ -31,11 +29,7 @@ def train_generation(kind: str, settings: dict[str, Any], recipe_overrides: dict
     spec = DenoiserSpec(name, channels, size, dataset.num_classes, dict(settings.get("model_options", {})))
     recipe = DiffusionRecipe().with_overrides(recipe_overrides)
     seed = int(settings.get("seed", 0))
-    split = None
-    if kind == "oracle":
-        if not settings.get("forget"):
-            raise ConfigError("retrain --task generation needs --forget SPEC (e.g. class:3)")
-        split = make_split(settings["forget"], dataset, seed)
+    split = oracle_split(kind, settings.get("forget"), dataset, seed, "retrain --task generation")
     checkpoint = train_denoiser(dataset, spec, recipe, seed, split, runtime, store, force)
     record = checkpoint.record
     return {"checkpoint": str(checkpoint.path), "kind": kind, "task": "generation", "train_acc": None,
