@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..runtime import Runtime
 from ..unlearning.context import Batch, Context
 from ..unlearning.task import Task
 from .schedule import NoiseSchedule, antithetic_timesteps, guided
@@ -51,6 +52,25 @@ def noise_losses(noise: Tensor, eps: Tensor) -> Tensor:
     return (noise - eps).square().flatten(1).sum(1)
 
 
+def noisy(schedule: NoiseSchedule, x: Tensor, generator: torch.Generator,
+          device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """(x_t, t, noise) for clean images `x`: antithetic timesteps, then Gaussian noise, drawn from `generator`."""
+    t = antithetic_timesteps(len(x), schedule.timesteps, generator).to(device)
+    noise = torch.randn(x.shape, generator=generator).to(device)
+    return schedule.q_sample(x, t, noise), t, noise
+
+
+def noise_pass(model: nn.Module, schedule: NoiseSchedule, x: Tensor, y: Tensor, cond_drop_prob: float,
+               generator: torch.Generator, runtime: Runtime) -> DiffusionOutputs:
+    """One pass of the training objective: noise `x`, drop the condition `y` to the null class with
+    `cond_drop_prob`, predict the noise. Training the DDPM and the unlearning Task both run it."""
+    x_t, t, noise = noisy(schedule, x, generator, runtime.device)
+    condition = drop_condition(y, cond_drop_prob, model.num_classes, generator)
+    with runtime.autocast():
+        eps = model(x_t, t, condition).float()
+    return DiffusionOutputs(x_t, t, condition, noise, eps)
+
+
 class Diffusion(Task):
     name = "diffusion"
 
@@ -58,21 +78,11 @@ class Diffusion(Task):
         self.schedule, self.cond_drop_prob, self.guidance, self.seed = schedule, cond_drop_prob, guidance, seed
 
     def cache_key(self) -> str:
-        return (f"diffusion:{self.schedule.describe()}:drop={self.cond_drop_prob}:w={self.guidance}:seed={self.seed}")
-
-    def noisy(self, ctx: Context, batch: Batch, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-        """(x_t, t, noise) for a batch of clean images, drawn from `generator`."""
-        t = antithetic_timesteps(len(batch), self.schedule.timesteps, generator).to(ctx.device)
-        noise = torch.randn(batch.x.shape, generator=generator).to(ctx.device)
-        return self.schedule.q_sample(batch.x, t, noise), t, noise
+        return f"diffusion:{self.schedule.describe()}:drop={self.cond_drop_prob}:w={self.guidance}:seed={self.seed}"
 
     def forward(self, ctx: Context, batch: Batch, train: bool) -> DiffusionOutputs:
         ctx.model.train(train)
-        x_t, t, noise = self.noisy(ctx, batch, ctx.generator)
-        condition = drop_condition(batch.y, self.cond_drop_prob, ctx.model.num_classes, ctx.generator)
-        with ctx.runtime.autocast():
-            eps = ctx.model(x_t, t, condition).float()
-        return DiffusionOutputs(x_t, t, condition, noise, eps)
+        return noise_pass(ctx.model, self.schedule, batch.x, batch.y, self.cond_drop_prob, ctx.generator, ctx.runtime)
 
     def predict(self, ctx: Context, model: nn.Module, outputs: DiffusionOutputs, labels: Tensor) -> Tensor:
         """`model`'s noise prediction on the same noisy inputs under other class labels (dropped to the null
@@ -87,7 +97,7 @@ class Diffusion(Task):
     def fisher_loss(self, ctx: Context, batch: Batch) -> Tensor:
         ctx.model.eval()
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(batch.positions[0]))
-        x_t, t, noise = self.noisy(ctx, batch, generator)
+        x_t, t, noise = noisy(self.schedule, batch.x, generator, ctx.device)
         null = torch.full_like(batch.y, ctx.model.num_classes)
         with ctx.runtime.autocast():
             eps = ctx.model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([batch.y, null])).float()

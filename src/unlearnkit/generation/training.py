@@ -24,8 +24,8 @@ from ..data.splits import ForgetSplit
 from ..errors import CheckpointError
 from ..progress import task
 from ..runtime import Runtime, seed_everything
-from .schedule import NoiseSchedule, antithetic_timesteps
-from .task import drop_condition, noise_losses
+from .schedule import NoiseSchedule
+from .task import noise_losses, noise_pass
 from .unet import DenoiserSpec
 
 
@@ -75,12 +75,8 @@ def fit_denoiser(model: nn.Module, view: DataView, recipe: DiffusionRecipe, runt
         for step in range(recipe.steps):
             x, y = next(stream)
             x, y = x.to(runtime.device), y.to(runtime.device)
-            t = antithetic_timesteps(len(y), schedule.timesteps, generator).to(runtime.device)
-            noise = torch.randn(x.shape, generator=generator).to(runtime.device)
-            condition = drop_condition(y, recipe.cond_drop_prob, model.num_classes, generator)
-            with runtime.autocast():
-                eps = model(schedule.q_sample(x, t, noise), t, condition).float()
-            loss = noise_losses(noise, eps).mean()
+            outputs = noise_pass(model, schedule, x, y, recipe.cond_drop_prob, generator, runtime)
+            loss = noise_losses(outputs.noise, outputs.eps).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if recipe.grad_clip > 0:
