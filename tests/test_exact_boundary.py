@@ -10,7 +10,7 @@ from unlearnkit.models import Ensemble, spec_for
 from unlearnkit.runtime import seed_everything
 from unlearnkit.training import accuracy, fit
 from unlearnkit.unlearning import exact
-from unlearnkit.unlearning.boundary import NearestWrongClass
+from unlearnkit.unlearning.boundary import NearestWrongClass, _resized_linear
 from unlearnkit.unlearning.context import Context
 from unlearnkit.unlearning.engine import unlearn
 from unlearnkit.unlearning.exact import FALLBACK_RECIPE, ShardPlan
@@ -78,6 +78,26 @@ def test_expand_restores_the_architecture(tiny_data, trained, runtime):
     spec_for("cnn", tiny_data, width=4).build().load_state_dict(trained.state_dict())  # strict: same spec loads it
     assert accuracy(trained, tiny_data.train(split.forget), runtime) < 20.0
     assert accuracy(trained, tiny_data.train(split.remain), runtime) > 90.0
+
+
+def test_shadow_row_is_initialised_as_the_chosen_code_does():
+    layer = torch.nn.Linear(6, 3)
+    torch.manual_seed(0)
+    xavier = _resized_linear(layer, 4, "xavier")
+    torch.manual_seed(0)
+    uniform = _resized_linear(layer, 4, "uniform")
+    for widened in (xavier, uniform):  # the original rows are copied, whatever the shadow row's draw
+        assert torch.equal(widened.weight[:3], layer.weight) and torch.equal(widened.bias[:3], layer.bias)
+    assert xavier.bias[3] == 0.0  # the authors' code: Xavier-normal weights, zero bias
+    assert uniform.bias[3] != 0.0 and uniform.weight[3].abs().max() <= 1 / 6 ** 0.5  # nn.Linear's U(±1/√fan_in)
+    assert not torch.equal(xavier.weight[3], uniform.weight[3])
+
+
+def test_expand_rejects_an_unknown_shadow_init(tiny_data, trained, runtime):
+    before = {k: v.clone() for k, v in trained.state_dict().items()}
+    with pytest.raises(ConfigError, match="shadow_init must be one of xavier, uniform"):
+        unlearn(trained, class_split(tiny_data, 1), "boundary_expand", runtime=runtime, shadow_init="zeros")
+    assert all(torch.equal(v, before[k]) for k, v in trained.state_dict().items())
 
 
 def test_retrain_is_an_independent_training_with_the_same_seed(tiny_data, trained, runtime):

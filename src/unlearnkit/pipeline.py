@@ -19,7 +19,7 @@ from .data.images import ImageDataset
 from .data.splits import ForgetSplit
 from .errors import CheckpointError, DataError
 from .models import Ensemble, ModelSpec
-from .runtime import Runtime, seed_everything
+from .runtime import Runtime, seed_everything, warm_up
 from .training import accuracy, fit
 
 
@@ -60,6 +60,7 @@ def train(dataset: ImageDataset, model: ModelSpec | nn.Module, recipe: TrainReci
     else:
         network = model
     view = dataset.train(split.remain if split else None)
+    warm_up()
     started = time.perf_counter()
     passes = fit(network, view, recipe, runtime, seed, label=f"{kind} {model.name} seed {seed}",
                  resume_file=store / "partial" / f"{key}.pt")

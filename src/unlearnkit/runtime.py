@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 from dataclasses import dataclass
@@ -52,3 +53,12 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+@functools.cache
+def warm_up() -> None:
+    """Pay torch's one-off lazy imports (the first optimiser step of a process imports torch._dynamo, ~1 s on
+    a CPU) before a timer starts, so that wall times measure the work, not which run came first."""
+    weight = torch.nn.Parameter(torch.zeros(1))
+    weight.grad = torch.zeros(1)
+    torch.optim.SGD([weight], lr=0.0, momentum=0.9).step()

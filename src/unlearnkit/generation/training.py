@@ -23,7 +23,7 @@ from ..data.images import DataView, ImageDataset
 from ..data.splits import ForgetSplit
 from ..errors import CheckpointError
 from ..progress import task
-from ..runtime import Runtime, seed_everything
+from ..runtime import Runtime, seed_everything, warm_up
 from .schedule import NoiseSchedule
 from .task import noise_losses, noise_pass
 from .unet import DenoiserSpec
@@ -114,6 +114,7 @@ def train_denoiser(dataset: ImageDataset, spec: DenoiserSpec, recipe: DiffusionR
     seed_everything(seed)  # initial weights depend on the seed alone, for the original and the oracle alike
     network = spec.build()
     view = dataset.train(split.remain if split else None)
+    warm_up()
     started = time.perf_counter()
     ema, loss = fit_denoiser(network, view, recipe, runtime, seed, label=f"diffusion {kind} seed {seed}")
     wall = time.perf_counter() - started

@@ -103,35 +103,52 @@ def _replace_module(model: nn.Module, path: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_path) if parent_path else model, attribute, module)
 
 
-def _resized_linear(layer: nn.Linear, out_features: int) -> nn.Linear:
-    """A linear layer with `out_features` outputs whose first rows copy `layer`'s (new rows keep nn.Linear's
-    default initialisation, as SalUn's `expand_model`)."""
+def _resized_linear(layer: nn.Linear, out_features: int, init: str = "uniform") -> nn.Linear:
+    """A linear layer with `out_features` outputs whose first rows copy `layer`'s. New rows keep nn.Linear's
+    default initialisation (`init="uniform"`, SalUn's `expand_model`) or are drawn Xavier-normal with a zero
+    bias (`init="xavier"`, the authors' code, which initialises the whole widened layer so before copying)."""
     resized = nn.Linear(layer.in_features, out_features, bias=layer.bias is not None,
                         device=layer.weight.device, dtype=layer.weight.dtype)
     rows = min(out_features, layer.out_features)
     with torch.no_grad():
+        if init == "xavier":
+            nn.init.xavier_normal_(resized.weight)
+            if resized.bias is not None:
+                resized.bias.zero_()
         resized.weight[:rows] = layer.weight[:rows]
         if layer.bias is not None:
             resized.bias[:rows] = layer.bias[:rows]
     return resized
 
 
+SHADOW_INITS = ("xavier", "uniform")
+
+
 class ShadowClass(ForgetPart):
     """Boundary Expanding's forgetting part: widen the final linear layer by one shadow output, descend on D_f
     labelled with that output, then prune it, so the model keeps its architecture and loads from its spec.
 
-    The whole network trains (as in both codes). The shadow row keeps nn.Linear's default initialisation
-    (SalUn's `expand_model`; the authors' code re-initialises it Xavier-normal with a zero bias). SalUn's code
-    never prunes and evaluates the widened model; the authors' code and the paper prune, as here.
+    The whole network trains (as in both codes). The shadow row is drawn Xavier-normal with a zero bias, as
+    the authors' code does (`shadow_init="xavier"`); `shadow_init="uniform"` keeps nn.Linear's default, as
+    SalUn's `expand_model`. SalUn's code never prunes and evaluates the widened model; the authors' code and
+    the paper prune, as here.
+
+    After pruning, D_f's predictions spread over the remaining classes: training toward the shadow output
+    pushes each other logit down in proportion to its probability, which evens them out rather than ranking
+    the forgotten class last. On class-wise forgetting the forget accuracy therefore settles near chance
+    (1/K of D_f), not at the oracle's 0.
     """
 
     label = "shadow class (expand, then prune)"
+    params = {"shadow_init": "xavier"}
 
     def prepare(self, ctx: Context) -> None:
+        if ctx.hp["shadow_init"] not in SHADOW_INITS:
+            raise ConfigError(f"shadow_init must be one of {', '.join(SHADOW_INITS)}, got '{ctx.hp['shadow_init']}'")
         layer = classifier_layer(ctx.model)
         path = _module_path(ctx.model, layer)
         ctx.state["shadow"] = (path, layer.out_features)
-        _replace_module(ctx.model, path, _resized_linear(layer, layer.out_features + 1))
+        _replace_module(ctx.model, path, _resized_linear(layer, layer.out_features + 1, ctx.hp["shadow_init"]))
 
     def relabel(self, ctx: Context, batch: Batch) -> Batch:
         return batch.relabelled(torch.full_like(batch.y, ctx.state["shadow"][1]))

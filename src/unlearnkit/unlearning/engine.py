@@ -15,7 +15,7 @@ from ..data.images import ImageDataset
 from ..data.splits import ForgetSplit
 from ..errors import ConfigError, DivergenceError
 from ..registry import Registry
-from ..runtime import Runtime, seed_everything
+from ..runtime import Runtime, seed_everything, warm_up
 from .context import Context
 from .methods import METHODS
 from .task import Task
@@ -62,6 +62,7 @@ def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data
     generator = seed_everything(seed)
     ctx = Context(model, dataset, dataset.train(split.forget), dataset.train(split.remain), hp, runtime, generator,
                   task=make_task(hp) if make_task else None, seed=seed, store=Path(store) if store else default_store())
+    warm_up()
     started = time.perf_counter()
     try:
         declared.run(ctx)

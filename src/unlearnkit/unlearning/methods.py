@@ -118,7 +118,7 @@ declare(Method(
 declare(Method(
     "boundary_expand", "BE: Boundary Expanding (Chen et al. 2023)", Joint(), forget=ShadowClass(),
     defaults=BOUNDARY_CODE, by_dataset={"digits:class": {"lr": 3e-3, "batch_size": 16}}, notes=BOUNDARY_NOTES,
-    search={"lr": [1e-5, 1e-4, 1e-3, 3e-3], "epochs": [1, 3, 10, 30], "batch_size": [16, 64]}))
+    search={"lr": [1e-5, 1e-4, 1e-3, 2e-3, 3e-3, 5e-3], "epochs": [1, 3, 10, 20, 30], "batch_size": [16, 64]}))
 declare(Method(
     "retrain", "Retrain: exact unlearning, trained from scratch on D_r", Retrain(), by_dataset=recipes_by_dataset(),
     table={"remaining": "train from scratch on D_r", "geometry": "exact"},
