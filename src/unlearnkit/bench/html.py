@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..artifacts import atomic_write_text  # noqa: E402
 from .runner import NOISE_FLOOR, ORACLE, ORIGINAL  # noqa: E402
-from .tables import fmt  # noqa: E402
+from .tables import fmt, method_label  # noqa: E402
 
 GAP_LABELS = {"forget_acc": "FA", "remain_acc": "RA", "test_acc": "TA"}
 
@@ -93,9 +93,8 @@ def _table(rows: list[dict]) -> str:
         gap = fmt(r["avg_gap"])
         gap = f"<b>{gap}</b>" if best is not None and r["avg_gap"] == best else gap
         speed = "—" if math.isnan(r["speedup"]) else f"{r['speedup']:.1f}×"
-        name = r["method"] + (f" (diverged on {r['diverged']} seed(s))" if r["diverged"] else "")
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in [html.escape(name), *cells, gap, fmt(r["kl_forget"], 3),
-                                                            fmt(r["rte_s"]), speed]) + "</tr>")
+        row = [html.escape(method_label(r)), *cells, gap, fmt(r["kl_forget"], 3), fmt(r["rte_s"]), speed]
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 

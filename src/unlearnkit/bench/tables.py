@@ -56,6 +56,11 @@ def fmt(value: float, digits: int = 2) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def method_label(row: dict) -> str:
+    """A summary row's method name, flagged with the seeds on which it diverged."""
+    return row["method"] + (f" (diverged on {row['diverged']} seed(s))" if row["diverged"] else "")
+
+
 def markdown(summary: dict[str, list[dict]], titles: dict[str, str] | None = None) -> str:
     """The paper's layout: FA, RA, TA and MIA as mean±std (gap to the oracle), then Avg.Gap, KL and RTE."""
     out = []
@@ -68,9 +73,8 @@ def markdown(summary: dict[str, list[dict]], titles: dict[str, str] | None = Non
             cells = [f"{fmt(r[k])}±{fmt(r[k + '_std'])} ({fmt(r['gap_' + k])})"
                      for k in ("forget_acc", "remain_acc", "test_acc", mia)]
             speed = f"{fmt(r['speedup'], 1)}×" if not math.isnan(r["speedup"]) else "—"
-            name = r["method"] + (f" (diverged on {r['diverged']} seed(s))" if r["diverged"] else "")
-            out.append(f"| {name} | " + " | ".join(cells) + f" | {fmt(r['avg_gap'])} | {fmt(r['kl_forget'], 3)}"
-                       f" | {fmt(r['rte_s'], 2)} | {speed} | {fmt(r['cost_ratio'], 3)} |")
+            out.append(f"| {method_label(r)} | " + " | ".join(cells) + f" | {fmt(r['avg_gap'])} | "
+                       f"{fmt(r['kl_forget'], 3)} | {fmt(r['rte_s'], 2)} | {speed} | {fmt(r['cost_ratio'], 3)} |")
         out.append("")
     out.append("FA/RA/TA/MIA: mean ± std over seeds (mean per-seed |gap| to that seed's oracle). Avg.Gap: mean of the "
                "four gaps. D_KL: KL(oracle ‖ model) on the forget set. RTE: wall time of the unlearning call; "

@@ -30,6 +30,9 @@ from ..unlearning.tuned import ignored
 from .runner import cached_cell, load_scenario, original_and_oracle
 from .scenarios import BenchConfig
 
+# What a trial reports, averaged over the tuning seeds (None where it diverged); "relative" is derived from them.
+TRIAL_METRICS = ("avg_gap", "kl_forget", "forget_acc", "cost_ratio", "rte_s")
+
 
 def grid(space: dict[str, list], max_trials: int, seed: int) -> list[dict]:
     """Every combination of the candidate values, or a seeded sample of `max_trials` of them."""
@@ -80,8 +83,7 @@ def _search(config, methods, seeds, runtime, out_dir, store, max_trials, max_cos
                         runs.append({**metrics, "relative": _relative(metrics, nothing[seed])})
                         advance()
                     rows.append({"scenario": scenario.name, "method": name, "hp": hp, **{
-                        k: _mean([r.get(k) for r in runs]) for k in ("relative", "avg_gap", "kl_forget", "forget_acc",
-                                                                     "cost_ratio", "rte_s")}})
+                        k: _mean([r.get(k) for r in runs]) for k in ("relative", *TRIAL_METRICS)}})
                 trials += rows
                 scored = [r for r in rows if r["relative"] is not None]
                 cap = max_cost if scenario.max_cost is None else scenario.max_cost
@@ -118,8 +120,7 @@ def _trial(config, scenario, loaded, name, hp, seed, split, original, oracle, ru
             result = unlearn(original.load_model(), split, name, data=dataset, runtime=runtime, seed=seed,
                              store=store, **hp)
         except DivergenceError as exc:  # a diverging grid point loses; it does not end the search
-            return {"error": str(exc),
-                    **{k: None for k in ("avg_gap", "kl_forget", "forget_acc", "cost_ratio", "rte_s")}}
+            return {"error": str(exc), **dict.fromkeys(TRIAL_METRICS)}
         return evaluate(result.model, oracle.load_model(), split, dataset, runtime, None, result.record(),
                         oracle.record, config.mia, attacks=(config.mia,), seed=seed)
 
@@ -157,8 +158,7 @@ def _key(hp: dict) -> str:
 
 def _write(trials: list[dict], best: dict, out_dir: Path, seeds: list[int], max_cost: float, objectives: dict) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, ["scenario", "method", "hp", "relative", "avg_gap", "kl_forget", "forget_acc",
-                                     "cost_ratio", "rte_s"])
+    writer = csv.DictWriter(buffer, ["scenario", "method", "hp", "relative", *TRIAL_METRICS])
     writer.writeheader()
     for t in trials:
         writer.writerow({**t, "hp": json.dumps(t["hp"], sort_keys=True)})
