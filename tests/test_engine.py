@@ -39,7 +39,7 @@ def test_unknown_method_and_hyperparameter_list_the_valid_ones(tiny_data):
         unlearn(nn.Linear(1, 1), split, "forget_everything")
     with pytest.raises(ConfigError, match=r"method 'sfron' has no hyperparameter\(s\) \['gama'\]; valid: .*gamma"):
         METHODS.get("sfron").resolve("digits", {"gama": 2})
-    with pytest.raises(ConfigError, match="iters must be int"):
+    with pytest.raises(ConfigError, match="method 'sfron': iters: Input should be a valid integer"):
         METHODS.get("sfron").resolve("digits", {"iters": "many"})
     assert METHODS.get("sfron").resolve("digits", {"alpha": 3})["alpha"] == 3.0
 

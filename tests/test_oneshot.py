@@ -164,10 +164,19 @@ def test_one_step_adds_the_scaled_forget_gradient_at_the_initial_weights(trained
             assert torch.equal(result.model.state_dict()[name], buffer)
 
 
-def test_one_step_needs_a_recipe_for_an_unregistered_dataset(trained):
+def test_one_step_unrolls_the_recipe_it_is_given(trained):
     data, original, split = trained
-    with pytest.raises(ConfigError, match="train_lr"):
-        unlearn(copy.deepcopy(original), split, "one_step", runtime=Runtime.create("cpu", 1))
+    adam = {**RECIPE.model_dump(), "optimizer": "adam"}
+    with pytest.raises(ConfigError, match="original was trained with adam: pass train_lr"):
+        unlearn(copy.deepcopy(original), split, "one_step", recipe=adam, runtime=Runtime.create("cpu", 1))
+    slow = unlearn(copy.deepcopy(original), split, "one_step", recipe={**RECIPE.model_dump(), "lr": RECIPE.lr / 10},
+                   runtime=Runtime.create("cpu", 1))
+    fast = unlearn(copy.deepcopy(original), split, "one_step", runtime=Runtime.create("cpu", 1))
+    # the step scales with the sum of the recipe's learning rates: a tenth of the rate, a tenth of the step
+    names = [k for k, _ in original.named_parameters()]
+    moved = [float(sum((r.model.state_dict()[k] - original.state_dict()[k]).abs().sum() for k in names))
+             for r in (slow, fast)]
+    assert moved[0] == pytest.approx(moved[1] / 10, rel=1e-3)
 
 
 # --- FF --------------------------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 
+Optimizer = Literal["sgd", "adam", "adamw"]
+Schedule = Literal["cosine", "constant", "step"]
+
 
 class TrainRecipe(BaseModel):
     """How a model is trained from scratch; the original and the oracle share one recipe."""
@@ -17,15 +20,30 @@ class TrainRecipe(BaseModel):
 
     epochs: int = Field(gt=0)
     batch_size: int = Field(gt=0)
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    optimizer: Optimizer = "sgd"
     lr: float = Field(gt=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     weight_decay: float = Field(default=5e-4, ge=0)
-    schedule: Literal["cosine", "constant", "step"] = "cosine"
+    schedule: Schedule = "cosine"
     augment: bool = True
 
     def with_overrides(self, overrides: dict[str, Any]) -> "TrainRecipe":
         return validated(TrainRecipe, {**self.model_dump(), **overrides}, "training recipe")
+
+
+# The recipe of a dataset that brings none (from_torch, unless it is given one).
+GENERIC_RECIPE = TrainRecipe(epochs=20, batch_size=128, lr=0.05, augment=False)
+
+
+def as_recipe(recipe: "TrainRecipe | dict | None", default: TrainRecipe) -> TrainRecipe:
+    """A TrainRecipe from a recipe, a dict of its fields (validated), or None (the default)."""
+    if recipe is None:
+        return default
+    if isinstance(recipe, TrainRecipe):
+        return recipe
+    if isinstance(recipe, dict):
+        return validated(TrainRecipe, recipe, "training recipe")
+    raise ConfigError(f"a training recipe must be a TrainRecipe or a dict of its fields, got {type(recipe).__name__}")
 
 
 def validated(model: type[BaseModel], values: dict[str, Any], what: str):

@@ -13,7 +13,7 @@ from .artifacts import (
     load_checkpoint,
     save_checkpoint,
 )
-from .config import TrainRecipe
+from .config import TrainRecipe, as_recipe
 from .data.datasets import DATASETS, load_dataset
 from .data.images import ImageDataset
 from .data.splits import ForgetSplit
@@ -23,11 +23,6 @@ from .runtime import Runtime, seed_everything, warm_up
 from .training import accuracy, fit
 
 
-def default_recipe(dataset: ImageDataset) -> TrainRecipe:
-    return (DATASETS.get(dataset.name).recipe if dataset.name in DATASETS
-            else TrainRecipe(epochs=20, batch_size=128, lr=0.05))
-
-
 def describe_model(model: ModelSpec | nn.Module) -> dict:
     """A registered model is described by its spec; a custom module by its class and architecture."""
     if isinstance(model, ModelSpec):
@@ -35,7 +30,7 @@ def describe_model(model: ModelSpec | nn.Module) -> dict:
     return {"name": f"custom:{type(model).__name__}", "architecture": content_key(repr(model))}
 
 
-def train(dataset: ImageDataset, model: ModelSpec | nn.Module, recipe: TrainRecipe | None = None, seed: int = 0,
+def train(dataset: ImageDataset, model: ModelSpec | nn.Module, recipe: TrainRecipe | dict | None = None, seed: int = 0,
           split: ForgetSplit | None = None, runtime: Runtime | None = None, store: Path | None = None,
           force: bool = False) -> Checkpoint:
     """Train the original model (no split) or the oracle (retrained on `split.remain`), or reuse a stored one.
@@ -44,7 +39,7 @@ def train(dataset: ImageDataset, model: ModelSpec | nn.Module, recipe: TrainReci
     to make). The oracle must be trained from the same initial state as a fresh original would be.
     """
     runtime = runtime or Runtime.create()
-    recipe = recipe or default_recipe(dataset)
+    recipe = as_recipe(recipe, dataset.recipe)
     kind = "original" if split is None else "oracle"
     described = describe_model(model)
     identity = {"kind": kind, "data": dataset.fingerprint, "model": described, "recipe": recipe.model_dump(),

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..config import TrainRecipe
+from ..config import GENERIC_RECIPE, TrainRecipe, as_recipe
 from ..errors import ConfigError, DataError
 from ..registry import Registry
 from .images import Augment, ImageDataset
@@ -40,6 +40,7 @@ def load_dataset(name: str, root: str | Path | None = None, **options) -> ImageD
     dataset = spec.load(root, **options)
     dataset.source = {"name": name, "root": str(Path(root).expanduser().resolve()) if root else None,
                       "options": options}
+    dataset.recipe = spec.recipe
     return dataset
 
 
@@ -107,31 +108,79 @@ def _load_imagefolder(root=None, image_size: int = 32, channels: int = 3, test_f
                         Augment(crop_padding=max(1, image_size // 8), hflip=True))
 
 
-def from_torch(train, test, classes: list[str] | None = None, name: str = "custom",
-               augment: Augment = Augment()) -> ImageDataset:
-    """Materialise any map-style torch Datasets yielding (image tensor (C,H,W), int label) in memory.
+LAYOUTS = ("CHW", "HWC", "HW")
 
-    Images are used as given (no further normalisation), so apply your own normalisation in the Dataset.
+
+def from_torch(train, test, classes: list[str] | None = None, name: str = "custom", augment: Augment = Augment(),
+               layout: str = "CHW", normalize: bool = False, recipe: TrainRecipe | dict | None = None) -> ImageDataset:
+    """Materialise any map-style torch Datasets yielding (image, int label) in memory.
+
+    Images are tensors or arrays laid out as `layout`: "CHW" (torch's convention), "HWC" (PIL and numpy
+    images) or "HW" (one channel). uint8 images are read as 0-255 pixels and scaled to [0, 1]; float images
+    are used as given. With `normalize=True` the per-channel mean and std of the training images are learned
+    and applied; otherwise none is (apply your own in the Dataset). Labels must be integers 0..K-1.
+    `recipe` is how models are trained on this data from scratch by default (a TrainRecipe or a dict of its
+    fields; default `config.GENERIC_RECIPE`). `name` only labels records and tables: it never selects a
+    recipe or any default.
     """
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    recipe = as_recipe(recipe, GENERIC_RECIPE)
+
     def collect(ds, part):
         if len(ds) == 0:
             raise DataError(f"the {part} dataset is empty")
-        xs, ys = zip(*(ds[i] for i in range(len(ds))))
         try:
-            images = torch.stack([torch.as_tensor(np.asarray(x), dtype=torch.float32) for x in xs])
-        except (RuntimeError, TypeError) as exc:
-            raise DataError(f"the {part} dataset must yield same-shaped (C, H, W) image tensors: {exc}") from None
-        if images.dim() != 4:
-            raise DataError(f"the {part} dataset must yield (C, H, W) images, got shape {tuple(images.shape[1:])}")
-        return images, torch.as_tensor([int(y) for y in ys], dtype=torch.long)
+            xs, ys = zip(*(ds[i] for i in range(len(ds))))
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"the {part} dataset must yield (image, label) pairs: {exc}") from None
+        arrays = [np.asarray(x) for x in xs]
+        kinds = {a.dtype.kind for a in arrays}
+        if not kinds <= {"u", "f", "b"} or any(a.dtype.kind == "u" and a.dtype != np.uint8 for a in arrays):
+            raise DataError(f"the {part} dataset yields images of dtype "
+                            f"{sorted({str(a.dtype) for a in arrays})}; expected uint8 (0-255) or float (0-1)")
+        try:
+            images = torch.stack([torch.as_tensor(a.astype(np.float32)) for a in arrays])
+        except RuntimeError as exc:
+            raise DataError(f"the {part} dataset must yield images of one shape: {exc}") from None
+        expected = 2 if layout == "HW" else 3
+        if images.dim() != expected + 1:
+            raise DataError(f"the {part} dataset yields images of shape {tuple(images.shape[1:])}, not {layout} "
+                            f"({expected} dimensions)")
+        if layout == "HW":
+            images = images[:, None]
+        elif layout == "HWC":
+            images = images.permute(0, 3, 1, 2)
+        elif images.shape[1] not in (1, 3, 4) and images.shape[3] in (1, 3, 4):
+            raise DataError(f"the {part} images have shape {tuple(images.shape[1:])}, which looks like (H, W, C): "
+                            "pass layout='HWC' (or permute them to (C, H, W))")
+        if kinds == {"u"}:
+            images = images / 255.0
+        if not torch.isfinite(images).all():
+            raise DataError(f"the {part} dataset holds NaN or infinite pixel values")
+        labels = []
+        for y in ys:
+            value = y.item() if hasattr(y, "item") else y
+            if isinstance(value, bool) or not float(value).is_integer():
+                raise DataError(f"the {part} dataset yields label {y!r}; expected integer class indices 0..K-1")
+            labels.append(int(value))
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        if labels.min() < 0:
+            raise DataError(f"the {part} dataset yields label {int(labels.min())}; expected class indices 0..K-1")
+        return images.contiguous(), labels
 
     train_x, train_y = collect(train, "train")
     test_x, test_y = collect(test, "test")
+    if train_x.shape[1:] != test_x.shape[1:]:
+        raise DataError(f"train images are {tuple(train_x.shape[1:])} but test images are {tuple(test_x.shape[1:])}")
     n_classes = int(max(train_y.max(), test_y.max())) + 1
-    classes = classes or [str(i) for i in range(n_classes)]
+    if classes is not None and len(classes) < n_classes:
+        raise DataError(f"{len(classes)} class names given, but the labels go up to {n_classes - 1}")
+    classes = list(classes) if classes is not None else [str(i) for i in range(n_classes)]
     channels = train_x.shape[1]
-    return ImageDataset(name, train_x, train_y, test_x, test_y, list(classes), (0.0,) * channels, (1.0,) * channels,
-                        augment, {"name": name, "root": None, "options": {}})
+    mean, std = _channel_stats(train_x) if normalize else ((0.0,) * channels, (1.0,) * channels)
+    return ImageDataset(name, train_x, train_y, test_x, test_y, classes, mean, std, augment,
+                        {"name": name, "root": None, "options": {"normalize": normalize}}, recipe)
 
 
 DATASETS.register("digits", DatasetSpec(

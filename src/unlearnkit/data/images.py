@@ -12,6 +12,8 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
+from ..config import GENERIC_RECIPE, TrainRecipe
+
 
 @dataclass(frozen=True)
 class Augment:
@@ -47,7 +49,8 @@ class ImageDataset:
     """A train and a test part, each images (N, C, H, W) and int64 labels, with their preprocessing.
 
     Images are uint8 in [0, 255] or float in [0, 1]; `mean`/`std` normalise per channel.
-    `source` records where the data came from, for the run record.
+    `source` records where the data came from, for the run record; `recipe` is how a model is trained on it
+    from scratch by default (the registered dataset's, or the one given to `from_torch`).
     """
 
     name: str
@@ -60,6 +63,7 @@ class ImageDataset:
     std: tuple[float, ...]
     augment: Augment = Augment()
     source: dict = field(default_factory=dict)
+    recipe: TrainRecipe = GENERIC_RECIPE
     _fingerprint: str | None = field(default=None, repr=False)
 
     @property

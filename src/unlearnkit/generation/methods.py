@@ -7,8 +7,7 @@ updates, like SFR-on's, and the step size (and SA's EWC weight) chosen by the se
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import replace
 
 from ..registry import Registry
 from ..unlearning.forgetting import AdaptiveAscent, Ascent
@@ -17,48 +16,30 @@ from ..unlearning.masks import FisherRatioMask, GradientSaliencyMask
 from ..unlearning.method import Method
 from ..unlearning.remaining import Descent
 from .parts import RemapCondition, ReplayWithEWC, SurrogateNoise
+from .task import Diffusion
 
-# Settings of the diffusion task itself: condition dropout of every training pass, and the guidance scale
-# w of the Fisher loss and of replay sampling. They are hyperparameters of every generation method.
-TASK_DEFAULTS: dict[str, Any] = {"cond_drop_prob": 0.1, "guidance": 2.0}
-
-
-@dataclass(frozen=True)
-class GenerationMethod(Method):
-    """A Method whose hyperparameters also include the diffusion task's settings (`task` over TASK_DEFAULTS)."""
-
-    task: dict[str, Any] = field(default_factory=dict)
-
-    def parameters(self, dataset: str | None = None, spec: str | None = None) -> dict[str, Any]:
-        unknown = set(self.task) - set(TASK_DEFAULTS)
-        if unknown:
-            raise ValueError(f"{self.name}: unknown diffusion task setting(s) {sorted(unknown)}")
-        params = super().parameters(dataset, spec)
-        clash = set(params) & set(TASK_DEFAULTS)
-        if clash:
-            raise ValueError(f"{self.name}: parts declare task settings {sorted(clash)}")
-        return {**params, **TASK_DEFAULTS, **self.task}
+GENERATION_METHODS: Registry[Method] = Registry("generation method")
 
 
-GENERATION_METHODS: Registry[GenerationMethod] = Registry("generation method")
-
-
-def declare(method: GenerationMethod) -> GenerationMethod:
-    method.parameters()  # fail at import time on inconsistent declarations
+def declare(method: Method) -> Method:
+    """Register a generation method; the diffusion task's settings (condition dropout, guidance) are among its
+    hyperparameters."""
+    method = replace(method, extra=(Diffusion.Params,))
+    method.check()  # fail at import time on inconsistent declarations
     return GENERATION_METHODS.register(method.name, method)
 
 
 # Every official DDPM runner: Adam, no weight decay, constant LR, batch 128, gradient norm clipped to 1.
 ADAM = {"optimizer": "adam", "weight_decay": 0.0, "lr_schedule": "constant", "batch_size": 128}
 
-declare(GenerationMethod(
+declare(Method(
     "sfron", "SFR-on (Huang et al. 2024), DDPM", FastSlow(), FisherRatioMask(), AdaptiveAscent(), Descent(),
     defaults={**ADAM, "lr": 1e-4, "iters": 150, "forget_freq": 1, "forget_clip": 1.0, "remain_clip": 1.0,
               "alpha": 10.0, "alpha_decay": "cosine", "lambd": 0.5, "gamma": 1.0, "fisher_clip": 1.0},
     notes="Official DDPM `sfron_forget --method ron --unlearn_loss adaga`: the Fisher of the guided (w=2) loss, "
           "clipped to norm 1 per batch, mask 1[F_f/F_r >= γ]; each iteration one masked, clipped adaptive-ascent "
           "step (alpha 10, cosine-decayed, λ 0.5) then one clipped remain step."))
-declare(GenerationMethod(
+declare(Method(
     "salun", "SalUn (Fan et al. 2024), DDPM", Joint(), GradientSaliencyMask(), RemapCondition(), Descent(),
     defaults={**ADAM, "lr": 1e-4, "epochs": 14, "clip": 1.0, "forget_weight": 1.0, "remain_weight": 1e-3,
               "mask_ratio": 0.5},
@@ -66,20 +47,20 @@ declare(GenerationMethod(
           "MSE(eps(x_t, c), sg eps(x_t, c+1)) on forget images + remain_alpha (1e-3) x the loss on D_r. Official: "
           "lr 1e-5 for 1000 iterations; here lr 1e-4 for 154 (14 passes over D_r). The official code clips then "
           "masks; here the gradient is masked then clipped."))
-declare(GenerationMethod(
+declare(Method(
     "rl", "RL: remap the class (SalUn without mask), DDPM", Joint(), None, RemapCondition(), Descent(),
     defaults={**ADAM, "lr": 1e-4, "epochs": 14, "clip": 1.0, "forget_weight": 1.0, "remain_weight": 1e-3}))
-declare(GenerationMethod(
+declare(Method(
     "sa", "SA: Selective Amnesia (Heng & Soh 2023), DDPM", Joint(), None, SurrogateNoise(), ReplayWithEWC(),
     defaults={**ADAM, "lr": 1e-4, "epochs": 14, "clip": 1.0, "forget_weight": 1.0, "remain_weight": 1.0,
-              "ewc_lambda": 1e-3, "replay_per_class": 32, "sample_steps": 25, "fim_per_class": 8, "fim_timesteps": 50},
-    task={"cond_drop_prob": 0.0},
+              "ewc_lambda": 1e-3, "replay_per_class": 32, "sample_steps": 25, "fim_per_class": 8, "fim_timesteps": 50,
+              "cond_drop_prob": 0.0},
     notes="Official `sa_forget`: uniform-noise surrogate for the forgotten class + gamma (1) x generative replay "
           "of the remaining classes + lambda x EWC with the FIM at θ0; condition dropout off. Official: lambda 10 "
           "for 20000 iterations, 500 replay images per class; here lambda 1e-3 (10 freezes this model: its FIM, a "
           "sum over the chain, is ~5e3 on average) for 154 iterations; 32 replay images per class (DDIM 25 steps), "
           "the FIM on 8 per class over 50 stratified timesteps."))
-declare(GenerationMethod(
+declare(Method(
     "ga", "GA: gradient ascent on the forget class, DDPM", Joint(), forget=Ascent(),
     defaults={**ADAM, "lr": 1e-5, "epochs": 75, "clip": 1.0},
     notes="Plain ascent on the forget class (lr 1e-5 as the DDPM baselines' config), 150 updates: it reaches "

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..unlearning.context import Batch, Context
+from ..unlearning.params import Field, Params
 from ..unlearning.parts import ForgetPart, RemainPart
 from .sampling import ddim_sample
 from .task import Diffusion, drop_condition, noise_losses
@@ -42,7 +43,9 @@ class RemapCondition(ForgetPart):
     """
 
     label = "remap class c -> c+1 (RL)"
-    params = {"remap_offset": 1}
+
+    class Params(Params):
+        remap_offset: int = Field(1, ge=1, description="the forgotten class c is aimed at c + offset (mod K)")
 
     def relabel(self, ctx: Context, batch: Batch) -> RemapBatch:
         offset = ctx.hp["remap_offset"]
@@ -85,8 +88,13 @@ class ReplayWithEWC(RemainPart):
     label = "generative replay + EWC at θ0 (SA)"
     # The official values (500 replay images per class sampled with 1000 steps, the FIM on all of them over
     # all 1000 timesteps, lambda 10); generation/methods.py scales them to the digits scenario.
-    params = {"replay_per_class": 500, "sample_steps": 1000, "ewc_lambda": 10.0, "fim_per_class": 500,
-              "fim_timesteps": 1000, "fim_cond_drop_prob": 0.1}
+    class Params(Params):
+        replay_per_class: int = Field(500, ge=1, description="replay images sampled per class")
+        sample_steps: int = Field(1000, ge=1, description="DDIM steps of the replay sampling")
+        ewc_lambda: float = Field(10.0, ge=0, description="weight λ of the EWC penalty")
+        fim_per_class: int = Field(500, ge=1, description="replay images per class the EWC Fisher is computed on")
+        fim_timesteps: int = Field(1000, ge=1, description="stratified timesteps per image of the EWC Fisher")
+        fim_cond_drop_prob: float = Field(0.1, ge=0, lt=1, description="condition dropout of the EWC Fisher passes")
 
     def prepare(self, ctx: Context) -> None:
         task, hp = _diffusion(ctx), ctx.hp

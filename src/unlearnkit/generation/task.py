@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..runtime import Runtime
 from ..unlearning.context import Batch, Context
+from ..unlearning.params import Field, Params
 from ..unlearning.task import Task
 from .schedule import NoiseSchedule, antithetic_timesteps, guided
 
@@ -73,6 +74,14 @@ def noise_pass(model: nn.Module, schedule: NoiseSchedule, x: Tensor, y: Tensor, 
 
 class Diffusion(Task):
     name = "diffusion"
+
+    class Params(Params):
+        """The diffusion task's own settings, hyperparameters of every generation method."""
+
+        cond_drop_prob: float = Field(0.1, ge=0, lt=1, description="probability of dropping the condition to the "
+                                                                    "null class in every training pass")
+        guidance: float = Field(2.0, ge=0, description="classifier-free guidance scale w of the Fisher loss and of "
+                                                       "replay sampling")
 
     def __init__(self, schedule: NoiseSchedule, cond_drop_prob: float = 0.1, guidance: float = 2.0, seed: int = 0):
         self.schedule, self.cond_drop_prob, self.guidance, self.seed = schedule, cond_drop_prob, guidance, seed

@@ -12,6 +12,8 @@ the forget loader. Where the two codes differ, the defaults follow the authors' 
 """
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -19,9 +21,11 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..models import classifier_layer
 from .context import Batch, Context
+from .params import Field, Params
 from .parts import ForgetPart
 
-ATTACKS = ("fgsm", "pgd")
+Attack = Literal["fgsm", "pgd"]
+ATTACKS = get_args(Attack)
 
 
 def adversarial_examples(model: nn.Module, x: Tensor, y: Tensor, mean: Tensor, std: Tensor, bound: float,
@@ -59,13 +63,14 @@ class NearestWrongClass(ForgetPart):
     """
 
     label = "nearest wrong class (adversarial labels)"
-    params = {"bound": 0.1, "attack": "fgsm", "attack_step": 8 / 255, "attack_iters": 5}
+
+    class Params(Params):
+        bound: float = Field(0.1, gt=0, le=1, description="L∞ bound of the attack in pixel space [0, 1]")
+        attack: Attack = Field("fgsm", description="FGSM (code) or PGD (the authors' commented-out alternative)")
+        attack_step: float = Field(8 / 255, gt=0, description="PGD step size")
+        attack_iters: int = Field(5, ge=1, description="PGD steps")
 
     def prepare(self, ctx: Context) -> None:
-        if ctx.hp["attack"] not in ATTACKS:
-            raise ConfigError(f"attack must be one of {', '.join(ATTACKS)}, got '{ctx.hp['attack']}'")
-        if ctx.hp["bound"] <= 0:
-            raise ConfigError(f"bound must be > 0, got {ctx.hp['bound']}")
         ctx.state["attack_hits"] = [0, 0]
 
     def relabel(self, ctx: Context, batch: Batch) -> Batch:
@@ -121,7 +126,7 @@ def _resized_linear(layer: nn.Linear, out_features: int, init: str = "uniform") 
     return resized
 
 
-SHADOW_INITS = ("xavier", "uniform")
+ShadowInit = Literal["xavier", "uniform"]
 
 
 class ShadowClass(ForgetPart):
@@ -140,11 +145,12 @@ class ShadowClass(ForgetPart):
     """
 
     label = "shadow class (expand, then prune)"
-    params = {"shadow_init": "xavier"}
+
+    class Params(Params):
+        shadow_init: ShadowInit = Field("xavier", description="the shadow row: Xavier-normal, zero bias (authors' "
+                                                              "code) or nn.Linear's default (SalUn's copy)")
 
     def prepare(self, ctx: Context) -> None:
-        if ctx.hp["shadow_init"] not in SHADOW_INITS:
-            raise ConfigError(f"shadow_init must be one of {', '.join(SHADOW_INITS)}, got '{ctx.hp['shadow_init']}'")
         layer = classifier_layer(ctx.model)
         path = _module_path(ctx.model, layer)
         ctx.state["shadow"] = (path, layer.out_features)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..config import TrainRecipe
 from ..data.images import DataView, ImageDataset
 from ..runtime import Runtime
 
@@ -44,6 +45,7 @@ class Context:
     runtime: Runtime
     generator: torch.Generator
     task: Any = None           # a Task (classification unless a caller says otherwise)
+    recipe: TrainRecipe | None = None  # how the original was trained: the scale relative settings refer to
     seed: int = 0
     store: Path | None = None  # where methods may keep content-keyed artefacts
     step: int = 0              # the current iteration of the geometry's schedule

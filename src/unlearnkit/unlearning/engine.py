@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..artifacts import default_store
+from ..config import TrainRecipe, as_recipe
 from ..data.images import ImageDataset
 from ..data.splits import ForgetSplit
 from ..errors import ConfigError, DivergenceError
@@ -36,18 +37,32 @@ class UnlearnResult:
                 "sample_passes": self.sample_passes, "steps": self.steps, **self.details}
 
 
-def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data: ImageDataset | None = None,
-            runtime: Runtime | None = None, seed: int = 0, store: Path | None = None, methods: Registry = METHODS,
-            make_task: Callable[[dict], Task] | None = None, **hyperparameters) -> UnlearnResult:
-    """Remove the influence of `split.forget` from `model` (in place) with `method`.
+def non_finite(model: nn.Module) -> list[str]:
+    """Names of the model's floating-point tensors (weights and buffers) that hold NaN or infinite values."""
+    return [n for n, p in model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
 
-    `data` is the dataset the split indexes (defaults to the one `make_split` was given); `store` is where
-    methods may keep content-keyed artefacts (SISA's shard models). Unknown methods
-    and hyperparameters are rejected with the valid names. If the run diverges, the model is restored to
-    its weights before the call and DivergenceError is raised. `methods` and `make_task` (the Task built
-    from the resolved hyperparameters; classification by default) let other model families, such as the
-    diffusion models of `generation`, run on the same engine.
+
+def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data: ImageDataset | None = None,
+            recipe: TrainRecipe | dict | None = None, runtime: Runtime | None = None, seed: int = 0,
+            store: Path | None = None, methods: Registry = METHODS, make_task: Callable[[dict], Task] | None = None,
+            **hyperparameters) -> UnlearnResult:
+    """Remove the influence of `split.forget` from `model` with `method`. The model is changed in place (and
+    returned as `result.model`); keep a copy if you need the original.
+
+    `data` is the dataset the split indexes (defaults to the one `make_split` was given); `recipe` is how the
+    original was trained (default: the dataset's recipe), the scale of the methods' relative settings; `store`
+    is where methods may keep content-keyed artefacts (SISA's shard models). Unknown methods and
+    hyperparameters, and values out of range, are rejected before anything runs. If the run diverges, the model
+    is restored to its weights before the call and DivergenceError is raised. `methods` and `make_task` (the
+    Task built from the resolved hyperparameters; classification by default) let other model families, such as
+    the diffusion models of `generation`, run on the same engine.
     """
+    from ..data.splits import ForgetSplit
+
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"unlearn() takes a torch nn.Module as the model, got {type(model).__name__}")
+    if not isinstance(split, ForgetSplit):
+        raise ConfigError(f"unlearn() takes a ForgetSplit (uk.make_split) as the split, got {type(split).__name__}")
     dataset = data if data is not None else split.dataset
     if dataset is None:
         raise ConfigError("unlearn() needs the dataset the split indexes: pass data=")
@@ -56,17 +71,23 @@ def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data
                           f"{len(dataset.train_labels)}")
     declared = methods.get(method)
     hp = declared.resolve(dataset.name, hyperparameters, split.spec)
+    recipe = as_recipe(recipe, dataset.recipe)
+    broken = non_finite(model)
+    if broken:
+        raise ConfigError(f"the model to unlearn has NaN or infinite weights in {broken[:3]}: it was broken before "
+                          "unlearning (retrain it, e.g. with a lower learning rate)")
     runtime = runtime or Runtime.create()
     model.to(runtime.device)
     backup = copy.deepcopy(model.state_dict())
     generator = seed_everything(seed)
     ctx = Context(model, dataset, dataset.train(split.forget), dataset.train(split.remain), hp, runtime, generator,
-                  task=make_task(hp) if make_task else None, seed=seed, store=Path(store) if store else default_store())
+                  task=make_task(hp) if make_task else None, recipe=recipe, seed=seed,
+                  store=Path(store) if store else default_store())
     warm_up()
     started = time.perf_counter()
     try:
         declared.run(ctx)
-        broken = [n for n, p in ctx.model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+        broken = non_finite(ctx.model)
         if broken:
             raise DivergenceError(f"weights became NaN or infinite in {broken[:3]}")
     except DivergenceError as exc:

@@ -2,8 +2,8 @@
 
 Both are procedures rather than gradient loops, so each is a Geometry whose `run` does the work. Their
 training hyperparameters are a `TrainRecipe`'s fields (with `lr_schedule` for the recipe's `schedule`, the
-name every other method uses), and their defaults are the dataset's own recipe, the one the original model
-and the oracle are trained with.
+name every other method uses), and each left unset is the original model's own recipe (`ctx.recipe`), the
+one the original and the oracle are trained with.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import numpy as np
 import torch
@@ -21,36 +21,35 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..artifacts import atomic_write_text, content_key, load_weights
-from ..config import TrainRecipe, validated
-from ..data.datasets import DATASETS
+from ..config import Optimizer, Schedule, TrainRecipe
 from ..errors import ConfigError
-from ..models import AGGREGATIONS, Ensemble
+from ..models import Ensemble
 from ..training import fit
 from .context import Context
 from .forgetting import fresh_copy
 from .geometry import Geometry
-
-# pipeline.default_recipe's recipe for datasets outside the registry.
-FALLBACK_RECIPE = TrainRecipe(epochs=20, batch_size=128, lr=0.05)
+from .params import Field, Params
 
 
-def recipe_params(recipe: TrainRecipe) -> dict[str, Any]:
-    """A recipe as method hyperparameters."""
-    values = recipe.model_dump()
-    values["lr_schedule"] = values.pop("schedule")
-    return values
+class RecipeParams(Params):
+    """A training recipe as method hyperparameters; each one left unset is the original model's recipe's."""
+
+    epochs: int | None = Field(None, ge=1, description="epochs (none: the original's recipe)")
+    batch_size: int | None = Field(None, ge=1, description="batch size (none: the original's recipe)")
+    optimizer: Optimizer | None = Field(None, description="optimiser (none: the original's recipe)")
+    lr: float | None = Field(None, gt=0, description="learning rate (none: the original's recipe)")
+    momentum: float | None = Field(None, ge=0, lt=1, description="SGD momentum (none: the original's recipe)")
+    weight_decay: float | None = Field(None, ge=0, description="weight decay (none: the original's recipe)")
+    lr_schedule: Schedule | None = Field(None, description="learning-rate schedule (none: the original's recipe)")
+    augment: bool | None = Field(None, description="train-time augmentation (none: the original's recipe)")
 
 
-def recipe_from(hp: dict[str, Any]) -> TrainRecipe:
-    """The recipe that the resolved hyperparameters describe, validated with one-line errors."""
-    values = {k: hp[k] for k in recipe_params(FALLBACK_RECIPE)}
-    values["schedule"] = values.pop("lr_schedule")
-    return validated(TrainRecipe, values, "training recipe")
-
-
-def recipes_by_dataset() -> dict[str, dict[str, Any]]:
-    """Per-dataset defaults: every registered dataset's training recipe."""
-    return {name: recipe_params(spec.recipe) for name, spec in DATASETS.items()}
+def recipe_from(ctx: Context) -> TrainRecipe:
+    """The original's recipe with the run's recipe hyperparameters over it."""
+    given = {k: ctx.hp[k] for k in RecipeParams.model_fields if ctx.hp.get(k) is not None}
+    if "lr_schedule" in given:
+        given["schedule"] = given.pop("lr_schedule")
+    return ctx.recipe.with_overrides(given)
 
 
 class Retrain(Geometry):
@@ -58,10 +57,10 @@ class Retrain(Geometry):
     trained on D_r with the recipe, whose weights then replace the model's."""
 
     name, label = "retrain", "exact: retrain from scratch on D_r"
-    params = recipe_params(FALLBACK_RECIPE)
+    Params = RecipeParams
 
     def run(self, ctx: Context, method, mask) -> None:
-        recipe = recipe_from(ctx.hp)
+        recipe = recipe_from(ctx)
         ctx.total_steps = recipe.epochs
         scratch = fresh_copy(ctx.model, ctx.seed)
         ctx.sample_passes += fit(scratch, ctx.remain, recipe, ctx.runtime, ctx.seed, label="retrain on D_r")
@@ -187,13 +186,15 @@ class Sisa(Geometry):
     """
 
     name, label = "sisa", "exact: retrain affected shards (SISA)"
-    params = {"shards": 5, "slices": 1, "aggregation": "vote", **recipe_params(FALLBACK_RECIPE)}
+
+    class Params(RecipeParams):
+        shards: int = Field(5, ge=1, description="disjoint shards, one constituent model each")
+        slices: int = Field(1, ge=1, description="slices per shard (checkpoints to resume from)")
+        aggregation: Literal["vote", "softmax"] = Field("vote", description="how constituents' outputs combine")
 
     def run(self, ctx: Context, method, mask) -> None:
         hp = ctx.hp
-        if hp["aggregation"] not in AGGREGATIONS:
-            raise ConfigError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got '{hp['aggregation']}'")
-        recipe = recipe_from(hp)
+        recipe = recipe_from(ctx)
         plan = ShardPlan.make(len(ctx.dataset.train_labels), hp["shards"], hp["slices"], recipe.epochs, ctx.seed)
         started = time.perf_counter()
         folder, record, trained = sharded_training(ctx, plan, recipe, hp["shards"], hp["slices"])

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from .context import Batch, Context
-from .losses import decayed, kd_kl, teacher_kl
+from .losses import DECAYS, decayed, kd_kl, teacher_kl
+from .params import Field, Params
 from .parts import ForgetPart
 
 
@@ -36,18 +38,22 @@ class AdaptiveAscent(ForgetPart):
     """
 
     label = "adaptive weighted ascent (λ)"
-    params = {"lambd": 0.5, "alpha": 25.0, "alpha_decay": "cosine", "normalise": "batch"}
+
+    class Params(Params):
+        lambd: float = Field(0.5, ge=0, description="temperature λ: weights ∝ loss^-λ (0: plain ascent)")
+        alpha: float = Field(25.0, gt=0, description="scale of the forgetting objective at the start")
+        alpha_decay: DECAYS = Field("cosine", description="decay of alpha over the run (cosine: code; linear: paper)")
+        normalise: Literal["batch", "set"] = Field("batch", description="weights sum to 1 over the minibatch (code) "
+                                                                        "or to N_f over D_f (paper)")
 
     def loss(self, ctx: Context, outputs, batch: Batch) -> Tensor:
         lambd, mode = ctx.hp["lambd"], ctx.hp["normalise"]
         losses = ctx.task.losses(outputs, batch)
         if mode == "batch":
             objective = (adaptive_weights(losses, lambd) * losses).sum()
-        elif mode == "set":
+        else:
             coef = 1.0 / (losses.detach() ** lambd + 1e-15)
             objective = (len(ctx.forget) * coef / self._set_normaliser(ctx, lambd) * losses).mean()
-        else:
-            raise ValueError(f"normalise must be 'batch' or 'set', got '{mode}'")
         return -decayed(ctx.hp["alpha"], ctx.progress, ctx.hp["alpha_decay"]) * objective
 
     @staticmethod
@@ -95,7 +101,9 @@ class BadTeacher(ForgetPart):
     """Bad Teacher (Chundawat et al. 2023): match a randomly initialised, incompetent teacher on D_f."""
 
     label = "KL to incompetent teacher"
-    params = {"kd_temperature": 1.0}
+
+    class Params(Params):
+        kd_temperature: float = Field(1.0, gt=0, description="distillation temperature")
 
     def prepare(self, ctx: Context) -> None:
         ctx.state["bad_teacher"] = fresh_copy(ctx.model, ctx.seed + 1).eval().requires_grad_(False)
@@ -110,7 +118,9 @@ class ScrubMax(ForgetPart):
     """SCRUB's max step: push the student away from the original (teacher) on D_f, -KL at temperature kd_T."""
 
     label = "max KL(original ‖ model)"
-    params = {"kd_T": 4.0}
+
+    class Params(Params):
+        kd_T: float = Field(4.0, gt=0, description="distillation temperature")
 
     def loss(self, ctx: Context, logits: Tensor, batch: Batch) -> Tensor:
         with torch.no_grad():

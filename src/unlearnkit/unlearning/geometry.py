@@ -8,17 +8,29 @@ All share one Stepper: mask, clipping, strict freezing, divergence checks.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterator
+from typing import ClassVar, Iterator, Literal
 
 import torch
 from torch import Tensor, nn
 
+from ..config import Schedule
 from ..errors import DivergenceError
 from ..training import make_optimizer, make_schedule
 from .context import Batch, Context
+from .params import Field, NoParams, Params
 
-OPTIMISATION = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "lr_schedule": "cosine",
-                "batch_size": 128, "strict_mask": False}
+
+class Optimisation(Params):
+    """The optimiser every step of a gradient run shares."""
+
+    optimizer: Literal["sgd", "adam", "adamw"] = Field("sgd", description="optimiser of the unlearning steps")
+    lr: float = Field(0.01, gt=0, description="learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    weight_decay: float = Field(5e-4, ge=0, description="weight decay")
+    lr_schedule: Schedule = Field("cosine", description="learning-rate schedule over the run")
+    batch_size: int = Field(128, ge=1, description="samples per forget or remain batch")
+    strict_mask: bool = Field(False, description="put masked-out weights back after each step (momentum and weight "
+                                                 "decay would still move them)")
 
 
 class Stepper:
@@ -68,7 +80,7 @@ def part_loss(ctx: Context, part, batch: Batch, mode: str = "train") -> Tensor:
 class Geometry:
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
-    params: ClassVar[dict[str, Any]] = {}
+    Params: ClassVar[type[Params]] = NoParams
 
     def run(self, ctx: Context, method, mask: dict[str, Tensor] | None) -> None:
         raise NotImplementedError
@@ -83,8 +95,14 @@ class Joint(Geometry):
     """
 
     name, label = "joint", "Euclidean (joint step)"
-    params = {**OPTIMISATION, "epochs": 10, "forget_weight": 1.0, "remain_weight": 1.0, "clip": 0.0,
-              "forget_mode": "train"}
+
+    class Params(Optimisation):
+        epochs: int = Field(10, ge=1, description="passes over D_r (over D_f when the method has no remaining part)")
+        forget_weight: float = Field(1.0, ge=0, description="weight of the forgetting objective")
+        remain_weight: float = Field(1.0, ge=0, description="weight of the remaining objective")
+        clip: float = Field(0.0, ge=0, description="gradient-norm clip of every step (0: off)")
+        forget_mode: Literal["train", "eval"] = Field("train", description="forget batches in train mode (BatchNorm "
+                                                                           "statistics move) or eval mode")
 
     def __init__(self, sampling: str = "paired"):
         self.sampling = sampling
@@ -151,8 +169,14 @@ class FastSlow(Geometry):
     """
 
     name = "fast-slow"
-    params = {**OPTIMISATION, "iters": 1500, "forget_freq": 5, "forget_clip": 7.0, "remain_clip": 0.0,
-              "forget_mode": "train"}
+
+    class Params(Optimisation):
+        iters: int = Field(1500, ge=1, description="iterations; each has a remain step")
+        forget_freq: int = Field(5, ge=1, description="a forget step every this many iterations")
+        forget_clip: float = Field(7.0, ge=0, description="gradient-norm clip of the forget steps (0: off)")
+        remain_clip: float = Field(0.0, ge=0, description="gradient-norm clip of the remain steps (0: off)")
+        forget_mode: Literal["train", "eval"] = Field("train", description="forget batches in train mode (BatchNorm "
+                                                                           "statistics move) or eval mode")
 
     def __init__(self, online: bool = True):
         self.online = online
@@ -189,7 +213,10 @@ class MaxMin(Geometry):
     """SCRUB: each epoch a max pass over D_f (the first `msteps` epochs only), then a min pass over D_r."""
 
     name, label = "max-min", "Euclidean (alternating max/min epochs)"
-    params = {**OPTIMISATION, "epochs": 10, "msteps": 2}
+
+    class Params(Optimisation):
+        epochs: int = Field(10, ge=1, description="epochs; each ends with a min pass over D_r")
+        msteps: int = Field(2, ge=0, description="the first this many epochs start with a max pass over D_f")
 
     def run(self, ctx: Context, method, mask) -> None:
         hp = ctx.hp

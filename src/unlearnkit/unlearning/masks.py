@@ -8,6 +8,7 @@ from torch import Tensor
 
 from .context import Context
 from .fisher import diagonal_fisher
+from .params import Field, Params
 from .parts import MaskPart
 
 
@@ -20,7 +21,12 @@ class FisherRatioMask(MaskPart):
     """
 
     label = "Fisher ratio F_f/F_r >= γ"
-    params = {"gamma": 1.0, "fisher_batch_size": 128, "fisher_samples": 0, "fisher_clip": 0.0}
+
+    class Params(Params):
+        gamma: float = Field(1.0, gt=0, description="saliency threshold γ on F_f / F_r")
+        fisher_batch_size: int = Field(128, ge=1, description="minibatch of the Fisher passes")
+        fisher_samples: int = Field(0, ge=0, description="samples each Fisher is estimated on (0: the whole set)")
+        fisher_clip: float = Field(0.0, ge=0, description="gradient-norm clip before squaring (0: off)")
 
     def compute(self, ctx: Context) -> dict[str, Tensor]:
         batch, cap, clip = ctx.hp["fisher_batch_size"], ctx.hp["fisher_samples"], ctx.hp["fisher_clip"]
@@ -41,12 +47,12 @@ class GradientSaliencyMask(MaskPart):
     eval mode), ranked over the whole model."""
 
     label = "top-k |∇ L_f| (SalUn)"
-    params = {"mask_ratio": 0.5}
+
+    class Params(Params):
+        mask_ratio: float = Field(0.5, gt=0, le=1, description="share of the weights the mask keeps")
 
     def compute(self, ctx: Context) -> dict[str, Tensor]:
         ratio = ctx.hp["mask_ratio"]
-        if not 0 < ratio <= 1:
-            raise ValueError(f"mask_ratio must be in (0, 1], got {ratio}")
         model = ctx.model
         was_training = model.training
         model.eval()

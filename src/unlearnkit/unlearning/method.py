@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from ..errors import ConfigError
 from .context import Context
 from .geometry import Geometry
+from .params import Params, combine, describe, validate
 from .parts import ForgetPart, MaskPart, Part, RemainPart
 from .tuned import tuned
 
@@ -28,10 +29,27 @@ class Method:
     # Table 1 cells of a method that is not a gradient loop (its procedure has no parts to name them).
     table: dict[str, str] = field(default_factory=dict)
     notes: str = ""
+    extra: tuple[type[Params], ...] = ()  # settings blocks beyond the parts' (the task's)
 
     @property
     def parts(self) -> list[Part]:
         return [p for p in (self.mask, self.forget, self.remain) if p is not None]
+
+    @cached_property
+    def schema(self) -> type[Params]:
+        """Every hyperparameter the method reads: its parts' typed blocks, with the method's defaults over them."""
+        blocks = [self.geometry.Params, *(p.Params for p in self.parts), *self.extra]
+        return combine(self.name, blocks, self.defaults)
+
+    def check(self) -> None:
+        """Fail on an inconsistent declaration (at import time): blocks, defaults, per-dataset values, grids."""
+        schema = self.schema
+        layers = [*self.by_dataset.values(), {k: v[0] for k, v in self.search.items() if v}]
+        unknown = sorted(set().union(*layers) - set(schema.model_fields)) if layers else []
+        if unknown:
+            raise ValueError(f"{self.name}: values for parameters no part reads: {unknown}")
+        for layer in self.by_dataset.values():
+            validate(schema, layer, f"method '{self.name}'")
 
     def columns(self) -> dict[str, str]:
         """The method's row of the SFR-on paper's Table 1."""
@@ -40,33 +58,24 @@ class Method:
                 "remaining": self.remain.label if self.remain else "none",
                 "geometry": self.geometry.label, **self.table}
 
+    def _layers(self, dataset: str | None, spec: str | None) -> dict[str, Any]:
+        kind = spec.split(":", 1)[0] if spec else None
+        return {**self.by_dataset.get(dataset or "", {}), **self.by_dataset.get(f"{dataset}:{kind}", {}),
+                **tuned(self.name, dataset, spec)}
+
     def parameters(self, dataset: str | None = None, spec: str | None = None) -> dict[str, Any]:
         """Every hyperparameter the method reads, with its default for `dataset` and forget `spec`: the
         declared defaults, then `by_dataset`, then the values `unlearnkit tune` chose (tuned.yaml)."""
-        merged: dict[str, Any] = dict(self.geometry.params)
-        for part in self.parts:
-            for key, value in part.params.items():
-                if key in merged and merged[key] != value:
-                    raise ValueError(f"{self.name}: parts disagree on the default of '{key}'")
-                merged[key] = value
-        unknown = set(self.defaults).union(*self.by_dataset.values(), self.search) - set(merged)
-        if unknown:
-            raise ValueError(f"{self.name}: defaults for parameters no part reads: {sorted(unknown)}")
-        kind = spec.split(":", 1)[0] if spec else None
-        return {**merged, **self.defaults, **self.by_dataset.get(dataset or "", {}),
-                **self.by_dataset.get(f"{dataset}:{kind}", {}), **tuned(self.name, dataset, spec)}
+        return validate(self.schema, self._layers(dataset, spec), f"method '{self.name}'")
 
     def resolve(self, dataset: str | None, overrides: dict[str, Any], spec: str | None = None) -> dict[str, Any]:
-        """Defaults for `dataset` and forget `spec` with the user's overrides, each checked against its
-        default's type."""
-        params = self.parameters(dataset, spec)
-        unknown = sorted(set(overrides) - set(params))
-        if unknown:
-            raise ConfigError(f"method '{self.name}' has no hyperparameter(s) {unknown}; "
-                              f"valid: {', '.join(sorted(params))}")
-        for key, value in overrides.items():
-            params[key] = _coerce(self.name, key, value, params[key])
-        return params
+        """Defaults for `dataset` and forget `spec` with the user's overrides, validated as a whole: a wrong
+        type, a value out of range or an unknown name is one ConfigError line, before anything runs."""
+        return validate(self.schema, {**self._layers(dataset, spec), **overrides}, f"method '{self.name}'")
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each hyperparameter's name, type, range, default and description."""
+        return describe(self.schema)
 
     def run(self, ctx: Context) -> None:
         ctx.snapshot_original()
@@ -81,12 +90,3 @@ class Method:
         finally:  # undo model surgery even when a run fails, so the caller can restore the weights
             for part in self.parts:
                 part.finish(ctx)
-
-
-def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
-    expected = type(default)
-    if default is None or isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
-        return value
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    raise ConfigError(f"method '{method}': {key} must be {expected.__name__} (default {default!r}), got {value!r}")

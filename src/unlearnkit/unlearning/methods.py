@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..registry import Registry
 from .boundary import NearestWrongClass, ShadowClass
-from .exact import Retrain, Sisa, recipes_by_dataset
+from .exact import Retrain, Sisa
 from .forgetting import AdaptiveAscent, Ascent, BadTeacher, RandomLabels, ScrubMax
 from .geometry import FastSlow, Joint, MaxMin
 from .masks import FisherRatioMask, GradientSaliencyMask
@@ -25,7 +25,7 @@ METHODS: Registry[Method] = Registry("method")
 
 
 def declare(method: Method) -> Method:
-    method.parameters()  # fail at import time on inconsistent declarations
+    method.check()  # fail at import time on inconsistent declarations
     return METHODS.register(method.name, method)
 
 
@@ -120,14 +120,14 @@ declare(Method(
     defaults=BOUNDARY_CODE, by_dataset={"digits:class": {"lr": 3e-3, "batch_size": 16}}, notes=BOUNDARY_NOTES,
     search={"lr": [1e-5, 1e-4, 1e-3, 2e-3, 3e-3, 5e-3], "epochs": [1, 3, 10, 20, 30], "batch_size": [16, 64]}))
 declare(Method(
-    "retrain", "Retrain: exact unlearning, trained from scratch on D_r", Retrain(), by_dataset=recipes_by_dataset(),
+    "retrain", "Retrain: exact unlearning, trained from scratch on D_r", Retrain(),
     table={"remaining": "train from scratch on D_r", "geometry": "exact"},
-    notes="The oracle as a method; defaults are the dataset's training recipe."))
+    notes="The oracle as a method; every recipe setting left unset is the original model's training recipe."))
 declare(Method(
-    "sisa", "SISA (Bourtoule et al. 2021): sharded, sliced exact unlearning", Sisa(), by_dataset=recipes_by_dataset(),
+    "sisa", "SISA (Bourtoule et al. 2021): sharded, sliced exact unlearning", Sisa(),
     table={"remaining": "retrain the shards that held D_f", "geometry": "exact (sharded ensemble)"},
     notes="shards=5, slices=1 and vote aggregation as the code's example; each shard trains with the dataset's "
-          "recipe. aggregation=softmax averages the constituents' probabilities."))
+          "recipe (the original's). aggregation=softmax averages the constituents' probabilities."))
 
 # --- One-shot methods --------------------------------------------------------------------------------------
 

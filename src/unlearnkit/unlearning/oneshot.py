@@ -11,12 +11,13 @@ Each is a Geometry whose `run` edits `ctx.model` in place and counts its sample 
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.datasets import DATASETS
+from ..config import Schedule
 from ..data.images import DataView
 from ..errors import ConfigError
 from ..models import classifier_layer
@@ -25,6 +26,7 @@ from .context import Context
 from .fisher import diagonal_fisher
 from .forgetting import fresh_copy
 from .geometry import Geometry
+from .params import Field, Params
 from .parts import MaskPart
 from .task import Classification
 
@@ -119,14 +121,15 @@ class InfluenceStep(Geometry):
 
     name = "influence"
     label = "one Newton step θ + α·F̂_r⁻¹(∇L_f - ∇L_r) (WoodFisher)"
-    params = {"alpha": 0.2, "hessian_samples": 1000, "woodfisher": "code"}
+
+    class Params(Params):
+        alpha: float = Field(0.2, gt=0, description="step size α of the Newton step")
+        hessian_samples: int = Field(1000, ge=1, description="per-sample remain gradients in the WoodFisher estimate")
+        woodfisher: Literal["code", "exact"] = Field("code", description="the official recursion as written, or the "
+                                                                          "exact inverse-Fisher product")
 
     def run(self, ctx: Context, method, mask) -> None:
         hp = ctx.hp
-        if hp["woodfisher"] not in ("code", "exact"):
-            raise ConfigError(f"woodfisher must be 'code' or 'exact', got {hp['woodfisher']!r}")
-        if hp["hessian_samples"] < 1:
-            raise ConfigError(f"hessian_samples must be at least 1, got {hp['hessian_samples']}")
         n_f, n_r = len(ctx.forget), len(ctx.remain)
         chosen = torch.randperm(n_r, generator=ctx.generator)[: hp["hessian_samples"]]
         size = len(chosen) * sum(p.numel() for p in _trainable(ctx.model).values())
@@ -184,7 +187,10 @@ class FisherNoise(Geometry):
 
     name = "fisher-noise"
     label = "Gaussian noise, covariance α·F_r⁻¹ (+ silence forgotten classes)"
-    params = {"alpha": 1e-6, "fisher_batch_size": 32}
+
+    class Params(Params):
+        alpha: float = Field(1e-6, gt=0, description="scale α of the noise covariance α·F_r⁻¹")
+        fisher_batch_size: int = Field(32, ge=1, description="minibatch of the Fisher pass (Golatkar: 1)")
 
     def run(self, ctx: Context, method, mask) -> None:
         if mask is not None:
@@ -220,7 +226,10 @@ class SynapseSelection(MaskPart):
     per-sample Fisher diagonal of the paper, for which I_f / I_D <= N / n_f, so α must stay below N / n_f."""
 
     label = "Fisher ratio I_f / I_D > α (SSD)"
-    params = {"selection_weighting": 10.0, "fisher_batch_size": 128}
+
+    class Params(Params):
+        selection_weighting: float = Field(10.0, gt=0, description="α: select weights with I_f > α·I_D")
+        fisher_batch_size: int = Field(128, ge=1, description="minibatch of the importance passes (1: per sample)")
 
     def compute(self, ctx: Context) -> dict[str, Tensor]:
         batch = ctx.hp["fisher_batch_size"]
@@ -252,7 +261,9 @@ class Dampening(Geometry):
 
     name = "dampening"
     label = "dampen selected weights by min(λ·I_D/I_f, 1)"
-    params = {"dampening_constant": 1.0}
+
+    class Params(Params):
+        dampening_constant: float = Field(1.0, gt=0, description="λ: selected weights are scaled by min(λ·I_D/I_f, 1)")
 
     def run(self, ctx: Context, method, mask) -> None:
         if mask is None or "ssd_importances" not in ctx.state:
@@ -298,13 +309,18 @@ class SingleGradient(Geometry):
 
     name = "single-gradient"
     label = "one ascent step w + (Σ_t η_t / b)·∇L_f(w_0) (unrolled SGD)"
-    params = {"gradient_at": "initial", "init_seed": None, "train_lr": None, "train_epochs": None,
-              "train_batch_size": None, "train_schedule": None}
+
+    class Params(Params):
+        gradient_at: Literal["initial", "final"] = Field(
+            "initial", description="gradient at the rebuilt initial weights w_0 (paper) or at the trained ones")
+        init_seed: int | None = Field(None, ge=0, description="seed that built w_0 (none: the run's seed)")
+        train_lr: float | None = Field(None, gt=0, description="training learning rate (none: the original's recipe)")
+        train_epochs: int | None = Field(None, ge=1, description="training epochs (none: the original's recipe)")
+        train_batch_size: int | None = Field(None, ge=1, description="training batch (none: the original's recipe)")
+        train_schedule: Schedule | None = Field(None, description="training LR schedule (none: the original's recipe)")
 
     def run(self, ctx: Context, method, mask) -> None:
         hp = ctx.hp
-        if hp["gradient_at"] not in ("initial", "final"):
-            raise ConfigError(f"gradient_at must be 'initial' or 'final', got {hp['gradient_at']!r}")
         lr, epochs, batch_size, schedule = self.recipe(ctx)
         scale = sum(sgd_step_sizes(lr, epochs, schedule)) / batch_size
         trained = copy.deepcopy(ctx.model.state_dict())
@@ -317,23 +333,12 @@ class SingleGradient(Geometry):
 
     @staticmethod
     def recipe(ctx: Context) -> tuple[float, int, int, str]:
-        """(lr, epochs, batch size, schedule) of the original training: overrides over the dataset's recipe."""
-        hp = ctx.hp
-        registered = DATASETS.get(ctx.dataset.name).recipe if ctx.dataset.name in DATASETS else None
-        if registered is not None and registered.optimizer != "sgd" and hp["train_lr"] is None:
-            raise ConfigError(f"one_step unrolls SGD, but the {ctx.dataset.name} recipe trains with "
-                              f"{registered.optimizer}: pass train_lr (and the other train_* values) to use it anyway")
-        values = {"lr": hp["train_lr"], "epochs": hp["train_epochs"], "batch_size": hp["train_batch_size"],
-                  "schedule": hp["train_schedule"]}
-        for key, value in values.items():
-            if value is None:
-                if registered is None:
-                    raise ConfigError(f"one_step needs the original training recipe, and dataset '{ctx.dataset.name}' "
-                                      f"is not registered: pass train_lr, train_epochs, train_batch_size, "
-                                      "train_schedule")
-                values[key] = getattr(registered, key)
-        if values["schedule"] not in ("cosine", "constant", "step"):
-            raise ConfigError(f"train_schedule must be cosine, constant or step, got {values['schedule']!r}")
-        if not (values["lr"] > 0 and values["epochs"] >= 1 and values["batch_size"] >= 1):
-            raise ConfigError(f"train_lr must be > 0 and train_epochs, train_batch_size >= 1, got {values}")
+        """(lr, epochs, batch size, schedule) of the original training: overrides over the original's recipe."""
+        hp, recipe = ctx.hp, ctx.recipe
+        if recipe.optimizer != "sgd" and hp["train_lr"] is None:
+            raise ConfigError(f"one_step unrolls SGD, but the original was trained with {recipe.optimizer}: pass "
+                              "train_lr (and the other train_* values) to use it anyway")
+        given = {"lr": hp["train_lr"], "epochs": hp["train_epochs"], "batch_size": hp["train_batch_size"],
+                 "schedule": hp["train_schedule"]}
+        values = {k: getattr(recipe, k) if v is None else v for k, v in given.items()}
         return float(values["lr"]), int(values["epochs"]), int(values["batch_size"]), str(values["schedule"])

@@ -1,18 +1,22 @@
-"""The base of every part of the unified update: a saliency mask, a forgetting part, a remaining part."""
+"""The base of every part of the unified update: a saliency mask, a forgetting part, a remaining part.
+
+Each part declares the hyperparameters it reads as a typed `Params` block beside itself (type, range,
+one-line description); a method's settings are the union of its parts' blocks."""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from torch import Tensor
 
 from .context import Batch, Context
+from .params import NoParams, Params
 
 
 class Part:
-    """A named piece of an unlearning update, with the hyperparameters it reads and their defaults."""
+    """A named piece of an unlearning update, with the hyperparameters it reads."""
 
     label: ClassVar[str] = ""
-    params: ClassVar[dict[str, Any]] = {}
+    Params: ClassVar[type[Params]] = NoParams
 
     def prepare(self, ctx: Context) -> None:
         """Once, before the first step (build a teacher, draw labels, compute a Fisher)."""

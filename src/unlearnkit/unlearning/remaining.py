@@ -7,6 +7,7 @@ from torch import Tensor
 
 from .context import Batch, Context
 from .losses import decayed, kd_kl, teacher_kl
+from .params import Field, Params
 from .parts import RemainPart
 
 
@@ -23,7 +24,9 @@ class L1Sparse(RemainPart):
     """l1-sparse (Jia et al. 2023): loss on D_r + alpha_t ||θ||_1, alpha decayed linearly to 0 over the run."""
 
     label = "descent on D_r + l1 penalty"
-    params = {"l1_alpha": 5e-4}
+
+    class Params(Params):
+        l1_alpha: float = Field(5e-4, ge=0, description="weight of the l1 penalty at the start (decays linearly to 0)")
 
     def loss(self, ctx: Context, outputs, batch: Batch) -> Tensor:
         penalty = sum(p.abs().sum() for p in ctx.model.parameters())
@@ -34,7 +37,9 @@ class GoodTeacher(RemainPart):
     """Bad Teacher's remain part: match the original (competent) teacher on D_r."""
 
     label = "KL to original"
-    params = {"kd_temperature": 1.0}
+
+    class Params(Params):
+        kd_temperature: float = Field(1.0, gt=0, description="distillation temperature")
 
     def loss(self, ctx: Context, logits: Tensor, batch: Batch) -> Tensor:
         with torch.no_grad():
@@ -46,7 +51,11 @@ class ScrubMin(RemainPart):
     """SCRUB's min step: scrub_gamma * CE + scrub_alpha * KL(original ‖ model) at temperature kd_T."""
 
     label = "CE + KL to original"
-    params = {"scrub_gamma": 0.99, "scrub_alpha": 0.001, "kd_T": 4.0}
+
+    class Params(Params):
+        scrub_gamma: float = Field(0.99, ge=0, description="weight of the cross-entropy on D_r")
+        scrub_alpha: float = Field(0.001, ge=0, description="weight of the KL to the original on D_r")
+        kd_T: float = Field(4.0, gt=0, description="distillation temperature")
 
     def loss(self, ctx: Context, logits: Tensor, batch: Batch) -> Tensor:
         with torch.no_grad():
