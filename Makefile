@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # CPU-only machines: ask for this torch first so that nothing pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test clean
+.PHONY: install demo test lint expected clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,15 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/unlearnkit bench --quick
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check src tests
+
+# Refresh the reproduction regression's stored cells (tests/test_reproduction.py) after an intended change.
+expected: install
+	$(BIN)/python -m unlearnkit.bench.regression tests/expected/quick_bench.json
 
 clean:
 	rm -rf $(VENV) unlearnkit-runs

@@ -74,12 +74,13 @@ def _cifar_batch(n, label_key, rng):
     return {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), label_key: list(np.arange(n) % 10)}
 
 
-def test_cifar10_reads_python_batches_with_augmentation(tmp_path):
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_cifar10_reads_python_batches_with_augmentation(tmp_path, protocol):
     rng = np.random.default_rng(0)
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     for i in range(1, 6):
-        pickle.dump(_cifar_batch(4, b"labels", rng), open(folder / f"data_batch_{i}", "wb"))
+        pickle.dump(_cifar_batch(4, b"labels", rng), open(folder / f"data_batch_{i}", "wb"), protocol=protocol)
     pickle.dump(_cifar_batch(3, b"labels", rng), open(folder / "test_batch", "wb"))
     pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, open(folder / "batches.meta", "wb"))
     data = load_dataset("cifar10", tmp_path)
@@ -94,6 +95,33 @@ def test_cifar_errors_name_the_problem(tmp_path):
         (tmp_path / name).write_bytes(b"garbage")
     with pytest.raises(DataError, match="not a readable CIFAR pickle"):
         load_dataset("cifar100", tmp_path)
+
+
+class _Payload:
+    """Unpickled by a plain pickle.load, this runs `touch <path>`."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.path}",)
+
+
+def test_a_crafted_cifar_batch_cannot_run_code(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    witness = tmp_path / "pwned"
+    for i in range(1, 6):
+        pickle.dump(_cifar_batch(4, b"labels", rng), open(folder / f"data_batch_{i}", "wb"))
+    pickle.dump({**_cifar_batch(3, b"labels", rng), b"extra": _Payload(witness)}, open(folder / "test_batch", "wb"))
+    pickle.dump({b"label_names": [b"c"] * 10}, open(folder / "batches.meta", "wb"))
+    with pytest.raises(DataError, match=r"test_batch' is not a readable CIFAR pickle batch: it asks for "
+                                         r"(posix|os)\.system.*refused"):
+        load_dataset("cifar10", tmp_path)
+    assert not witness.exists()
 
 
 def test_imagefolder_reads_class_folders(tmp_path):

@@ -74,7 +74,7 @@ def test_js_is_symmetric_zero_on_identical_and_log2_on_disjoint():
 
 
 def test_divergences_reject_mismatched_shapes():
-    with pytest.raises(ValueError, match="one shape"):
+    with pytest.raises(ConfigError, match="one shape"):
         kl_divergence(torch.ones(3, 2) / 2, torch.ones(3, 4) / 4)
 
 

@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -23,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .data.splits import ForgetSplit
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .models import ModelSpec
 
 WEIGHTS, RECORD, SPLIT = "model.safetensors", "record.json", "split.npz"
@@ -31,6 +32,24 @@ WEIGHTS, RECORD, SPLIT = "model.safetensors", "record.json", "split.npz"
 
 def default_store() -> Path:
     return Path(os.environ.get("UNLEARNKIT_STORE", "unlearnkit-runs"))
+
+
+def writable_store(store: str | Path | None = None) -> Path:
+    """The store folder (default: `default_store()`), checked before any work starts: it must be a directory
+    (or not exist yet, under one) that this process can write to. Nothing is created by the check."""
+    path = Path(store or default_store()).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == path else f": '{existing}' is a file"
+        raise ConfigError(f"store '{path}' must be a folder{where or ', but it is a file'}")
+    try:  # os.access says yes to root on read-only mounts; a real write tells the truth
+        probe = tempfile.NamedTemporaryFile(dir=existing, prefix=".unlearnkit-probe-")
+        probe.close()
+    except OSError as exc:
+        raise ConfigError(f"store '{path}' is not writable ({exc.strerror or exc}): choose another --store") from None
+    return path
 
 
 def content_key(payload: Any) -> str:

@@ -8,11 +8,42 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 
-from .errors import UnlearnkitError
+from .errors import ConfigError, UnlearnkitError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+TASKS = ("classification", "generation")
+# Typer 0.29 vendors click: its usage errors derive from typer.exceptions.TyperException, older ones from click's.
+USAGE_ERRORS = (click.ClickException, getattr(typer.exceptions, "TyperException", click.ClickException))
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (an unknown flag, a value of the wrong type) as one line on standard error and exit code 2,
+    like every other error a user can cause, instead of click's usage panel."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        args = list(sys.argv[1:] if args is None else args)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except USAGE_ERRORS as exc:
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            if not message:  # no command given: click has shown the help, which is the answer
+                return sys.exit(getattr(exc, "exit_code", 2)) if standalone_mode else getattr(exc, "exit_code", 2)
+            click.echo(f"error: {message}", err=True)
+            if "--json" in args:
+                click.echo(json.dumps({"error": message}))
+            code = 2
+        except (click.exceptions.Abort, typer.Abort):
+            click.echo("error: aborted", err=True)
+            code = 130
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Machine unlearning: train, forget, evaluate against the retrained oracle, benchmark.")
 
 # Shared options, declared once.
@@ -23,14 +54,17 @@ ConfigOpt = typer.Option(None, "--config", help="YAML file of settings; command-
 SeedOpt = typer.Option(None, "--seed", help="Random seed (default 0).")
 SetOpt = typer.Option(None, "--set", help="Override a setting: key=value (repeatable).")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (bf16 autocast on GPU).")
-ThreadsOpt = typer.Option(None, "--threads", help="CPU threads for torch (default 1, or $UNLEARNKIT_THREADS).")
+ThreadsOpt = typer.Option(None, "--threads", help="CPU threads for torch (default 1, or $UNLEARNKIT_THREADS); "
+                                                  "part of every content key, since it changes float rounding.")
 StoreOpt = typer.Option(None, "--store", help="Folder of stored runs (default ./unlearnkit-runs or $UNLEARNKIT_STORE).")
-JsonOpt = typer.Option(False, "--json", help="Print one JSON object as the last line of standard output.")
+JsonOpt = typer.Option(False, "--json", metavar="", help="Print one JSON object as the last line of standard output.")
 EpochsOpt = typer.Option(None, "--epochs", help="Override the recipe's epochs.")
 LrOpt = typer.Option(None, "--lr", help="Override the recipe's learning rate.")
 BatchOpt = typer.Option(None, "--batch-size", help="Override the recipe's batch size.")
-ForceOpt = typer.Option(False, "--force", help="Train again even if a stored run with the same content exists.")
-TaskOpt = typer.Option("classification", "--task", help="classification or generation.")
+ForceOpt = typer.Option(False, "--force", metavar="",
+                        help="Train again even if a stored run with the same content exists (and discard any "
+                             "partial state).")
+TaskOpt = typer.Option("classification", "--task", help=" or ".join(TASKS) + ".")
 OnlyOpt = typer.Option(None, "--only", help="Comma-separated scenario names to run (default: all in the file).")
 
 
@@ -48,6 +82,33 @@ def command(fn: Callable) -> Callable:
             raise typer.Exit(2) from None
 
     return app.command(fn.__name__.rstrip("_").replace("_", "-"))(wrapper)
+
+
+def check_task(name: str) -> str:
+    if name not in TASKS:
+        raise ConfigError(f"unknown task '{name}'; expected one of: {', '.join(TASKS)}")
+    return name
+
+
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """'0,1,2' -> [0, 1, 2], or one ConfigError line."""
+    tokens = [t.strip() for t in text.split(",")]
+    try:
+        seeds = [int(t) for t in tokens if t]
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated whole numbers such as 0,1,2, got {text!r}") from None
+    if not seeds:
+        raise ConfigError(f"{option} names no seed; expected e.g. 0,1,2")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{option} lists a seed twice: {text!r}")
+    return seeds
+
+
+def _names(text: str, option: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"{option} names nothing; expected comma-separated names")
+    return names
 
 
 def emit(result: dict[str, Any], as_json: bool, human: str) -> None:
@@ -75,23 +136,23 @@ def _train_command(kind: str, data, root, model, config, seed, forget, epochs, l
     recipe_overrides = {**settings.get("recipe", {}), **parse_assignments(assignments)}
     recipe_overrides.update({k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size}.items()
                              if v is not None})
-    if task_name == "generation":
+    if check_task(task_name) == "generation":
         from .generation.cli import train_generation
         result = train_generation(kind, settings, recipe_overrides, device, threads, store, force)
-    elif task_name == "classification":
-        result = _train_classifier(kind, settings, recipe_overrides, device, threads, store, force)
     else:
-        raise UnlearnkitError(f"unknown task '{task_name}'; expected classification or generation")
+        result = _train_classifier(kind, settings, recipe_overrides, device, threads, store, force)
     emit(result, as_json, _describe_training(result))
 
 
 def _train_classifier(kind, settings, recipe_overrides, device, threads, store, force) -> dict:
+    from .artifacts import writable_store
     from .data import DATASETS, load_dataset, oracle_split
     from .models import spec_for
     from .pipeline import train
     from .runtime import Runtime
 
     runtime = Runtime.create(device, threads)
+    store = writable_store(store)
     dataset = load_dataset(settings["data"], settings.get("root"), **settings.get("data_options", {}))
     spec = DATASETS.get(settings["data"])
     model = spec_for(settings.get("model") or spec.default_model, dataset, **settings.get("model_options", {}))
@@ -148,11 +209,12 @@ def forget(model: Path = typer.Option(..., "--model", help="Checkpoint folder of
            device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt,
            store: Optional[Path] = StoreOpt, force: bool = ForceOpt, as_json: bool = JsonOpt):
     """Unlearn a forget set from a trained model; writes the unlearned checkpoint and its record."""
-    from .artifacts import load_checkpoint
+    from .artifacts import load_checkpoint, writable_store
     from .config import parse_assignments
     from .pipeline import unlearn_checkpoint
     from .runtime import Runtime
 
+    writable_store(store)
     settings = _settings(config, {"seed": seed})
     hyperparameters = {**settings.get("hyperparameters", {}), **parse_assignments(assignments)}
     runtime = Runtime.create(device, threads)
@@ -185,6 +247,8 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Checkpoint folder of t
     from .evaluation import evaluate_checkpoints, format_report
     from .runtime import Runtime
 
+    if seed is not None and seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
     result = evaluate_checkpoints(checkpoint, oracle, original, mia, Runtime.create(device, threads), root,
                                   seed if seed is not None else 0)
     emit(finite_json(result), as_json, format_report(result))
@@ -197,23 +261,34 @@ def methods(as_json: bool = JsonOpt,
             forget_spec: Optional[str] = typer.Option(None, "--forget",
                                                       help="With NAME and --data: ... and this forget spec.")):
     """List every unlearning method with its decomposition (mask | forgetting | remaining | geometry)."""
+    from rich.console import Console
+    from rich.table import Table
+
     from .unlearning.methods import METHODS
 
     if name:
         method = METHODS.get(name)
         resolved = method.parameters(data, forget_spec)
+        settings = [{**row, "default": resolved[row["name"]]} for row in method.describe()]
         info = {"name": name, "title": method.title, **method.columns(), "notes": method.notes,
-                "hyperparameters": resolved, "for": {"data": data, "forget": forget_spec},
+                "hyperparameters": resolved, "settings": settings, "for": {"data": data, "forget": forget_spec},
                 "by_dataset": method.by_dataset, "search": method.search}
         where = f" for {data}" + (f", forget {forget_spec}" if forget_spec else "") if data else ""
-        emit(info, as_json, "\n".join([f"{name}: {method.title}", *(f"  {k}: {v}" for k, v in method.columns().items()),
-                                         *([f"  notes: {method.notes}"] if method.notes else []),
-                                         f"  hyperparameters (defaults{where}):",
-                                         *(f"    {k} = {v!r}" for k, v in resolved.items())]))
+        console = Console(stderr=as_json, width=160)
+        console.print(f"{name}: {method.title}", markup=False)
+        for key, value in method.columns().items():
+            console.print(f"  {key}: {value}", markup=False)
+        if method.notes:
+            console.print(f"  notes: {method.notes}", markup=False)
+        table = Table("hyperparameter", "type", "range", f"default{where}", "description",
+                      title=f"{name}: hyperparameters")
+        for row in settings:
+            table.add_row(row["name"], row["type"], row["range"], repr(row["default"]), row["description"])
+        console.print(table)
+        if as_json:
+            typer.echo(json.dumps(info, default=str))
         return
     rows = [{"name": n, "title": m.title, **m.columns()} for n, m in METHODS.items()]
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table("method", "mask", "forgetting part", "remaining part", "geometry", title="Unlearning methods")
     for r in rows:
@@ -226,7 +301,7 @@ def methods(as_json: bool = JsonOpt,
 @command
 def bench(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
                                                    help="Bench YAML file (default: the embedded digits bench)."),
-          quick: bool = typer.Option(False, "--quick", help="One seed only (the first)."),
+          quick: bool = typer.Option(False, "--quick", metavar="", help="One seed only (the first)."),
           methods_: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods (default: all)."),
           seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
           out: Optional[Path] = typer.Option(None, "--out",
@@ -237,9 +312,12 @@ def bench(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
           store: Optional[Path] = StoreOpt, as_json: bool = JsonOpt):
     """Benchmark methods against the oracle over scenarios and seeds; writes tables and an HTML report.
     Killed and started again, it skips the cells it has finished."""
+    from .artifacts import writable_store
     from .runtime import Runtime
 
+    check_task(task_name)
     runtime = Runtime.create(device, threads)
+    store = writable_store(store)
     if task_name == "generation":
         _bench_generation(out, quick, methods_, seeds, forget_class, runtime, store, as_json)
         return
@@ -247,10 +325,10 @@ def bench(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
     from .bench import load_bench_config, select_scenarios
 
     config = select_scenarios(load_bench_config(scenarios), only)
-    if methods_:
-        config.methods = [m.strip() for m in methods_.split(",") if m.strip()]
-    if seeds:
-        config.seeds = [int(s) for s in seeds.split(",")]
+    if methods_ is not None:
+        config.methods = _names(methods_, "--methods")
+    if seeds is not None:
+        config.seeds = parse_seeds(seeds)
     if quick:
         config.seeds = config.seeds[:1]
     result = run(config, runtime, out, store)
@@ -268,11 +346,11 @@ def _bench_generation(out, quick, methods_, seeds, forget_class, runtime, store,
     from .artifacts import default_store, finite_json
     from .generation.bench import run_generation_bench
 
-    seed = int(seeds.split(",")[0]) if seeds else 0
+    seed = parse_seeds(seeds)[0] if seeds is not None else 0
     out_dir = Path(out or Path(store or default_store()) / "bench"
                    / f"generation-class{forget_class}-seed{seed}{'-quick' if quick else ''}")
     result = run_generation_bench(out_dir, runtime, store, seed=seed, forget_class=forget_class, quick=quick,
-                                  methods=[m.strip() for m in methods_.split(",")] if methods_ else None)
+                                  methods=_names(methods_, "--methods") if methods_ is not None else None)
     summary = {"report": result["files"]["markdown"], "grid": result["files"]["grid"], "csv": result["files"]["csv"],
                "json": result["files"]["json"], "rows": finite_json(result["rows"]), "timings": result["timings"]}
     emit(summary, as_json, Path(result["files"]["markdown"]).read_text())
@@ -299,18 +377,26 @@ def tune(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
          device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt, store: Optional[Path] = StoreOpt,
          as_json: bool = JsonOpt):
     """Choose each method's hyperparameters per scenario by a small grid search against the oracle."""
-    from .artifacts import default_store
+    from .artifacts import writable_store
     from .bench import load_bench_config, select_scenarios
     from .bench.tuning import best_by_spec, write_bench_file
     from .bench.tuning import tune as run
     from .runtime import Runtime
     from .unlearning.methods import METHODS
 
+    runtime = Runtime.create(device, threads)
+    store = writable_store(store)
+    if max_trials < 1:
+        raise ConfigError(f"--max-trials must be at least 1, got {max_trials}")
+    if not max_cost > 0:
+        raise ConfigError(f"--max-cost must be > 0 (a share of retraining's sample passes), got {max_cost}")
     config = select_scenarios(load_bench_config(scenarios), only)
-    chosen = [m.strip() for m in methods_.split(",")] if methods_ else [n for n, m in METHODS.items() if m.search]
-    tuning_seeds = [int(s) for s in seeds.split(",") if s.strip()]
-    out_dir = Path(out or Path(store or default_store()) / "tune")
-    result = run(config, chosen, tuning_seeds, Runtime.create(device, threads), out_dir, store, max_trials, max_cost)
+    chosen = _names(methods_, "--methods") if methods_ is not None else [n for n, m in METHODS.items() if m.search]
+    for name in chosen:
+        METHODS.get(name)
+    tuning_seeds = parse_seeds(seeds)
+    out_dir = Path(out or store / "tune")
+    result = run(config, chosen, tuning_seeds, runtime, out_dir, store, max_trials, max_cost)
     header = ("# Written by `unlearnkit tune`: per dataset and forget spec, each method's hyperparameters that best\n"
               "# matched the oracle on held-out tuning seeds (the runs and their settings: docs/tuning.md).\n")
     if write:

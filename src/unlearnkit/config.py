@@ -16,7 +16,7 @@ Schedule = Literal["cosine", "constant", "step"]
 class TrainRecipe(BaseModel):
     """How a model is trained from scratch; the original and the oracle share one recipe."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     epochs: int = Field(gt=0)
     batch_size: int = Field(gt=0)
@@ -64,17 +64,28 @@ def validated(model: type[BaseModel], values: dict[str, Any], what: str):
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a folder, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
     try:
         content = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file '{path}' is not valid YAML: {yaml_problem(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file '{path}' cannot be read: {exc}") from None
     if content is None:
         return {}
     if not isinstance(content, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping, got {type(content).__name__}")
     return content
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (PyYAML's own message runs to several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def parse_assignments(pairs: list[str] | None) -> dict[str, Any]:

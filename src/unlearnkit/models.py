@@ -46,12 +46,24 @@ class ModelSpec:
 
 
 def spec_for(name: str, dataset, **options) -> ModelSpec:
-    """The spec of model `name` sized for `dataset` (an ImageDataset)."""
+    """The spec of model `name` sized for `dataset` (an ImageDataset), checked by building it and passing one
+    image through it, so that a model that cannot take the data fails here, in one line, before any training."""
     channels, height, width = dataset.image_shape
     if height != width:
         raise ConfigError(f"models expect square images, dataset '{dataset.name}' has {height}x{width}")
     MODELS.get(name)  # fail early on an unknown name
-    return ModelSpec(name, channels, height, dataset.num_classes, dict(options))
+    spec = ModelSpec(name, channels, height, dataset.num_classes, dict(options))
+    with torch.random.fork_rng(devices=[]):  # the check must not shift the caller's random stream
+        try:
+            model = spec.build().eval()
+            with torch.no_grad():
+                model(torch.zeros(1, channels, height, width))
+        except (RuntimeError, ValueError, TypeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"model '{name}' cannot take the {channels}x{height}x{width} images of dataset "
+                              f"'{dataset.name}' ({reason}): choose a model sized for them "
+                              "(see `unlearnkit models`)") from None
+    return spec
 
 
 def classifier_layer(model: nn.Module) -> nn.Linear:

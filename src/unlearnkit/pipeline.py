@@ -1,6 +1,7 @@
 """Original and oracle models, trained once and found again by content."""
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -9,15 +10,15 @@ from torch import nn
 from .artifacts import (
     Checkpoint,
     content_key,
-    default_store,
     load_checkpoint,
     save_checkpoint,
+    writable_store,
 )
 from .config import TrainRecipe, as_recipe
 from .data.datasets import DATASETS, load_dataset
 from .data.images import ImageDataset
 from .data.splits import ForgetSplit
-from .errors import CheckpointError, DataError
+from .errors import CheckpointError, DataError, DivergenceError
 from .models import Ensemble, ModelSpec
 from .runtime import Runtime, seed_everything, warm_up
 from .training import accuracy, fit
@@ -40,12 +41,12 @@ def train(dataset: ImageDataset, model: ModelSpec | nn.Module, recipe: TrainReci
     """
     runtime = runtime or Runtime.create()
     recipe = as_recipe(recipe, dataset.recipe)
+    store = writable_store(store)
     kind = "original" if split is None else "oracle"
     described = describe_model(model)
     identity = {"kind": kind, "data": dataset.fingerprint, "model": described, "recipe": recipe.model_dump(),
-                "seed": seed, "split": split.fingerprint if split else None}
+                "seed": seed, "split": split.fingerprint if split else None, "compute": runtime.identity()}
     key = content_key(identity)
-    store = Path(store or default_store())
     folder = store / "models" / f"{kind}-{dataset.name}-{described['name'].replace(':', '-')}-{key}"
     if folder.exists() and not force:
         return load_checkpoint(folder)
@@ -55,10 +56,17 @@ def train(dataset: ImageDataset, model: ModelSpec | nn.Module, recipe: TrainReci
     else:
         network = model
     view = dataset.train(split.remain if split else None)
+    resume = store / "partial" / f"{key}.pt"
+    if force:
+        discard(resume)
     warm_up()
     started = time.perf_counter()
-    passes = fit(network, view, recipe, runtime, seed, label=f"{kind} {model.name} seed {seed}",
-                 resume_file=store / "partial" / f"{key}.pt")
+    try:
+        passes = fit(network, view, recipe, runtime, seed, label=f"{kind} {described['name']} seed {seed}",
+                     resume_file=resume)
+    except DivergenceError:
+        discard(resume)  # resuming a diverged run would only diverge again
+        raise
     wall = time.perf_counter() - started
     metrics = {"train_acc": accuracy(network, view, runtime), "test_acc": accuracy(network, dataset.test(), runtime)}
     if split is not None:
@@ -67,8 +75,15 @@ def train(dataset: ImageDataset, model: ModelSpec | nn.Module, recipe: TrainReci
               "recipe": recipe.model_dump(), "split": split.describe() if split else None, "metrics": metrics,
               "wall_time_s": wall, "sample_passes": passes, "device": str(runtime.device), "threads": runtime.threads}
     checkpoint = save_checkpoint(folder, network, record, split)
-    (store / "partial" / f"{key}.pt").unlink(missing_ok=True)
+    discard(resume)
     return checkpoint
+
+
+def discard(resume: Path) -> None:
+    """Remove a resume file, and its folder once empty (no empty folder is left in the store)."""
+    resume.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        resume.parent.rmdir()
 
 
 def _fingerprint(checkpoint: Checkpoint) -> str:
@@ -103,6 +118,15 @@ def dataset_of(checkpoint: Checkpoint, others: tuple[Checkpoint, ...] = (),
     return dataset
 
 
+def recorded_recipe(checkpoint: Checkpoint) -> TrainRecipe:
+    """The training recipe a checkpoint's record holds (the scale of the unlearning methods' settings)."""
+    try:
+        return TrainRecipe(**checkpoint.record["recipe"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint '{checkpoint.path}' records no usable training recipe: "
+                              f"{str(exc).splitlines()[0]}") from None
+
+
 def unlearn_checkpoint(checkpoint: Checkpoint, method: str, forget: str, seed: int | None = None,
                        hyperparameters: dict | None = None, runtime: Runtime | None = None,
                        store: Path | None = None, force: bool = False) -> Checkpoint:
@@ -117,17 +141,19 @@ def unlearn_checkpoint(checkpoint: Checkpoint, method: str, forget: str, seed: i
         raise CheckpointError(f"checkpoint '{checkpoint.path}' is a {checkpoint.record.get('kind')} model; "
                               "unlearning starts from an original model (unlearnkit train)")
     runtime = runtime or Runtime.create()
+    store = writable_store(store)
     seed = int(checkpoint.record.get("seed", 0)) if seed is None else seed
+    declared = METHODS.get(method)
     dataset = dataset_of(checkpoint)
     split = make_split(forget, dataset, seed)
-    hp = METHODS.get(method).resolve(dataset.name, hyperparameters or {}, split.spec)
+    hp = declared.resolve(dataset.name, hyperparameters or {}, split.spec)
+    recipe = recorded_recipe(checkpoint)
     key = content_key({"original": checkpoint.record.get("key"), "method": method, "hp": hp,
-                       "split": split.fingerprint, "seed": seed})
-    store = Path(store or default_store())
+                       "split": split.fingerprint, "seed": seed, "compute": runtime.identity()})
     folder = store / "unlearned" / f"{method}-{dataset.name}-{key}"
     if folder.exists() and not force:
         return load_checkpoint(folder)
-    result = unlearn(checkpoint.load_model(), split, method, data=dataset, runtime=runtime, seed=seed,
+    result = unlearn(checkpoint.load_model(), split, method, data=dataset, recipe=recipe, runtime=runtime, seed=seed,
                      store=store, **(hyperparameters or {}))
     metrics = {"forget_acc": accuracy(result.model, dataset.train(split.forget), runtime),
                "remain_acc": accuracy(result.model, dataset.train(split.remain), runtime),

@@ -12,7 +12,15 @@ import torch
 
 from .errors import ConfigError
 
-DEFAULT_THREADS = int(os.environ.get("UNLEARNKIT_THREADS", "1"))
+
+def default_threads() -> int:
+    """The thread count when none is given: $UNLEARNKIT_THREADS, else 1 (fastest for small models on a shared
+    machine), read when a runtime is created so that a bad value is one clear error, not a crash at import."""
+    raw = os.environ.get("UNLEARNKIT_THREADS", "1")
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"UNLEARNKIT_THREADS must be a whole number of threads, got {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -20,12 +28,12 @@ class Runtime:
     """Device and threads for one process. bf16 autocast is used on CUDA only."""
 
     device: torch.device
-    threads: int = DEFAULT_THREADS
+    threads: int = 1
 
     @classmethod
     def create(cls, device: str = "auto", threads: int | None = None) -> "Runtime":
-        threads = DEFAULT_THREADS if threads is None else threads
-        if threads < 1:
+        threads = default_threads() if threads is None else threads
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -39,6 +47,11 @@ class Runtime:
     @property
     def is_cuda(self) -> bool:
         return self.device.type == "cuda"
+
+    def identity(self) -> dict:
+        """What of the runtime changes the numbers, for content keys: the device type, and on a CPU the thread
+        count (torch's reductions split work by thread, so 1 and 2 threads round differently)."""
+        return {"device": self.device.type, **({"threads": self.threads} if self.device.type == "cpu" else {})}
 
     def autocast(self):
         """bf16 autocast on GPU; a no-op on CPU, where bf16 is slower than fp32."""

@@ -1,8 +1,10 @@
 """Training from scratch (the original model and the oracle), prediction, and accuracy."""
 from __future__ import annotations
 
+import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -10,6 +12,7 @@ from torch import nn
 
 from .config import TrainRecipe
 from .data.images import DataView
+from .errors import ConfigError, DivergenceError
 from .progress import task
 from .runtime import Runtime, seed_everything
 
@@ -22,7 +25,7 @@ def make_optimizer(params, name: str, lr: float, momentum: float = 0.9,
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer '{name}'")
+    raise ConfigError(f"unknown optimizer '{name}'; expected sgd, adam or adamw")
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, kind: str, total: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -30,7 +33,22 @@ def make_schedule(optimizer: torch.optim.Optimizer, kind: str, total: int) -> to
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
     if kind == "step":  # the classic x0.1 at 50% and 75% of training
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, [total // 2, (3 * total) // 4], 0.1)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    if kind == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    raise ConfigError(f"unknown learning-rate schedule '{kind}'; expected cosine, constant or step")
+
+
+def diverged(what: str, where: str, lr: float, option: str = "lr") -> DivergenceError:
+    """The error of a training that went NaN or infinite, naming the recipe value to change."""
+    return DivergenceError(f"{what} diverged ({where}); nothing was stored: lower the recipe's {option} "
+                           f"(given {lr:g})")
+
+
+def check_finite(model: nn.Module, what: str, lr: float, option: str = "lr") -> None:
+    """Raise `diverged` if any floating-point weight or buffer of `model` is NaN or infinite."""
+    broken = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:
+        raise diverged(what, f"{len(broken)} weight tensor(s) became NaN or infinite, e.g. {broken[0]}", lr, option)
 
 
 def fit(model: nn.Module, view: DataView, recipe: TrainRecipe, runtime: Runtime, seed: int,
@@ -41,14 +59,16 @@ def fit(model: nn.Module, view: DataView, recipe: TrainRecipe, runtime: Runtime,
     started again continues from it with the same result as an uninterrupted one. Returns the number of
     sample passes (forward+backward).
     """
+    if len(view) == 0:
+        raise ConfigError(f"{label}: the training set has no samples")
     generator = seed_everything(seed)
     model.to(runtime.device)
     optimizer = make_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
     schedule = make_schedule(optimizer, recipe.schedule, recipe.epochs)
     view = view if recipe.augment else view.eval()
     start_epoch = 0
-    if resume_file is not None and resume_file.exists():
-        state = torch.load(resume_file, weights_only=True)
+    state = _load_state(resume_file) if resume_file is not None else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -69,14 +89,35 @@ def fit(model: nn.Module, view: DataView, recipe: TrainRecipe, runtime: Runtime,
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += loss.item() * len(y)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise diverged(label, f"the loss became {value} in epoch {epoch + 1}", recipe.lr)
+                total += value * len(y)
                 count += len(y)
             schedule.step()
             advance(info=f"loss {total / max(count, 1):.3f}")
             if resume_file is not None and (time.monotonic() - last_save > save_every_s or epoch + 1 == recipe.epochs):
                 _save_state(resume_file, model, optimizer, schedule, generator, epoch + 1)
                 last_save = time.monotonic()
+    check_finite(model, label, recipe.lr)
     return recipe.epochs * len(view)
+
+
+def _load_state(path: Path) -> dict | None:
+    """The saved training state, or None; a state that cannot be read is discarded with a warning."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, weights_only=True)
+        if not {"model", "optimizer", "schedule", "generator", "torch_rng", "epoch"} <= set(state):
+            raise ValueError("keys are missing")
+        return state
+    except Exception as exc:  # torch.load raises many types on a damaged file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        warnings.warn(f"discarded the unreadable resume state '{path}' ({reason}); training starts afresh",
+                      stacklevel=2)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _save_state(path: Path, model, optimizer, schedule, generator, epoch: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..artifacts import content_key, default_store
+from ..artifacts import content_key, writable_store
 from ..data import load_dataset
 from ..runtime import Runtime
 from .html import write_report
@@ -18,7 +18,7 @@ __all__ = ["bench", "BenchConfig", "load_bench_config", "select_scenarios"]
 def bench(config: BenchConfig, runtime: Runtime, out_dir: Path | None = None, store: Path | None = None) -> dict:
     """Run the bench and write results.md, results.csv, results.json and report.html into `out_dir`
     (default: <store>/bench/<key of the config>). Returns the paths and the summary rows."""
-    store = Path(store or default_store())
+    store = writable_store(store)
     out_dir = Path(out_dir or store / "bench" / content_key(config.model_dump()))
     cells = run_bench(config, out_dir, runtime, store)
     summary = summarise(cells, config.mia)

@@ -60,14 +60,26 @@ def default_methods() -> list[str]:
     return [m for m in METHODS.names() if m != "retrain"]
 
 
-def run_bench(config: BenchConfig, out_dir: Path, runtime: Runtime, store: Path | None = None) -> list[Cell]:
-    methods = config.methods or default_methods()
+def checked_scenarios(config: BenchConfig, methods: list[str]) -> dict[str, tuple]:
+    """Every scenario's data, model and recipe, with every method's hyperparameters resolved for it: all the
+    ways a bench file can be wrong fail here, before anything is trained or written."""
     for name in methods:
         METHODS.get(name)
+    loaded = {}
     for scenario in config.scenarios:
         unknown = set(scenario.hyperparameters) - set(METHODS.names())
         if unknown:
             raise ConfigError(f"scenario '{scenario.name}' sets hyperparameters of unknown method(s) {sorted(unknown)}")
+        loaded[scenario.name] = load_scenario(scenario)
+        for name in methods:
+            METHODS.get(name).resolve(scenario.data, scenario.hyperparameters.get(name, {}), scenario.forget)
+        make_split(scenario.forget, loaded[scenario.name][0], config.seeds[0])
+    return loaded
+
+
+def run_bench(config: BenchConfig, out_dir: Path, runtime: Runtime, store: Path | None = None) -> list[Cell]:
+    methods = config.methods or default_methods()
+    loaded = checked_scenarios(config, methods)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.json", json.dumps({"config": config.model_dump(), "methods": methods,
                                                            "versions": versions(), "device": str(runtime.device),
@@ -76,9 +88,9 @@ def run_bench(config: BenchConfig, out_dir: Path, runtime: Runtime, store: Path 
     total = len(config.scenarios) * len(config.seeds) * (len(methods) + 1)
     with task("bench", total) as advance:
         for scenario in config.scenarios:
-            loaded = load_scenario(scenario)
             for seed in config.seeds:
-                cells += _seed_cells(config, scenario, loaded, seed, methods, out_dir, runtime, store, advance)
+                cells += _seed_cells(config, scenario, loaded[scenario.name], seed, methods, out_dir, runtime, store,
+                                     advance)
     return cells
 
 
@@ -91,7 +103,8 @@ def _seed_cells(config: BenchConfig, scenario: Scenario, loaded, seed: int, meth
     second = train(dataset, model, recipe, seed + config.noise_floor_offset, split, runtime=runtime, store=store)
     oracle_net = oracle.load_model()
     base = {"scenario": scenario.name, "seed": seed, "original": original.record["key"],
-            "oracle": oracle.record["key"], "mia": config.mia, "attacks": config.attacks}
+            "oracle": oracle.record["key"], "mia": config.mia, "attacks": config.attacks,
+            "compute": runtime.identity()}
 
     def against_oracle(model_net, record) -> dict:
         return evaluate(model_net, oracle_net, split, dataset, runtime, original.load_model(), record,
@@ -102,8 +115,8 @@ def _seed_cells(config: BenchConfig, scenario: Scenario, loaded, seed: int, meth
 
     def run_method(name: str, hp: dict) -> dict:
         try:
-            result = unlearn(original.load_model(), split, name, data=dataset, runtime=runtime, seed=seed,
-                             store=store, **hp)
+            result = unlearn(original.load_model(), split, name, data=dataset, recipe=recipe, runtime=runtime,
+                             seed=seed, store=store, **hp)
         except DivergenceError as exc:  # one diverging method is a result of the bench, not its end
             return {"error": str(exc)}
         return {**against_oracle(result.model, result.record()), "hyperparameters": result.hyperparameters,

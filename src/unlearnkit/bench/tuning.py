@@ -117,8 +117,8 @@ def _trial(config, scenario, loaded, name, hp, seed, split, original, oracle, ru
 
     def run():
         try:
-            result = unlearn(original.load_model(), split, name, data=dataset, runtime=runtime, seed=seed,
-                             store=store, **hp)
+            result = unlearn(original.load_model(), split, name, data=dataset, recipe=loaded[2], runtime=runtime,
+                             seed=seed, store=store, **hp)
         except DivergenceError as exc:  # a diverging grid point loses; it does not end the search
             return {"error": str(exc), **dict.fromkeys(TRIAL_METRICS)}
         return evaluate(result.model, oracle.load_model(), split, dataset, runtime, None, result.record(),
@@ -126,7 +126,7 @@ def _trial(config, scenario, loaded, name, hp, seed, split, original, oracle, ru
 
     resolved = METHODS.get(name).resolve(dataset.name, hp, split.spec)
     identity = {"tune": True, "original": original.record["key"], "oracle": oracle.record["key"],
-                "method": name, "hp": resolved, "mia": config.mia}
+                "method": name, "hp": resolved, "mia": config.mia, "compute": runtime.identity()}
     return cached_cell(out_dir, scenario.name, seed, f"{name}-{_key(hp)}", identity, run).metrics
 
 

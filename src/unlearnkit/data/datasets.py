@@ -101,6 +101,10 @@ def _load_imagefolder(root=None, image_size: int = 32, channels: int = 3, test_f
         images, labels, classes = read_image_folder(folder, image_size, channels)
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
         n_test = max(1, int(round(test_fraction * len(labels))))
+        if n_test >= len(labels):
+            raise DataError(f"imagefolder: '{folder}' holds {len(labels)} image(s), too few to split into a training "
+                            f"and a test part with test_fraction {test_fraction}: add images, or give "
+                            "root/train and root/test")
         test_idx, train_idx = order[:n_test].sort().values, order[n_test:].sort().values
         train_x, train_y, test_x, test_y = images[train_idx], labels[train_idx], images[test_idx], labels[test_idx]
     mean, std = _channel_stats(train_x)
@@ -161,7 +165,7 @@ def from_torch(train, test, classes: list[str] | None = None, name: str = "custo
         labels = []
         for y in ys:
             value = y.item() if hasattr(y, "item") else y
-            if isinstance(value, bool) or not float(value).is_integer():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
                 raise DataError(f"the {part} dataset yields label {y!r}; expected integer class indices 0..K-1")
             labels.append(int(value))
         labels = torch.as_tensor(labels, dtype=torch.long)

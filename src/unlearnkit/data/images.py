@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ..config import GENERIC_RECIPE, TrainRecipe
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ class DataView:
     def stream(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
         """Endless shuffled batches, reshuffled every pass (the official code's `cycle(loader)`)."""
         if len(self) == 0:
-            raise ValueError("cannot stream batches from an empty view")
+            raise ConfigError("cannot stream batches from an empty view")
         while True:
             yield from self.batches(batch_size, shuffle=True, generator=generator)
 

@@ -59,10 +59,26 @@ def read_cifar(root: str | Path | None, variant: str) -> tuple[dict, list[str]]:
     return parts, names
 
 
+# What the CIFAR batches are made of: dicts, lists, bytes, str and numbers (built in by the pickle format itself)
+# and numpy arrays, which pickle by naming these reconstructors. Nothing else may be looked up, so a crafted file
+# cannot name os.system or any other callable.
+_NUMPY_GLOBALS = {(module, name) for core in ("numpy.core", "numpy._core") for module, name in (
+    (f"{core}.multiarray", "_reconstruct"), (f"{core}.multiarray", "scalar"), (f"{core}.numeric", "_frombuffer"))}
+_NUMPY_GLOBALS |= {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _NUMPY_GLOBALS:
+            raise pickle.UnpicklingError(f"it asks for {module}.{name}, which a CIFAR batch never holds "
+                                         "(refused: a data file must not run code)")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            content = pickle.load(f, encoding="bytes")
+            content = _BatchUnpickler(f, encoding="bytes").load()
     except Exception as exc:  # pickle raises many types on garbage
         raise DataError(f"'{path}' is not a readable CIFAR pickle batch: {exc}") from None
     if not isinstance(content, dict):

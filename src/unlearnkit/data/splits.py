@@ -71,7 +71,13 @@ class ForgetSplit:
 def make_split(spec: str, data, seed: int = 0, classes: list[str] | None = None) -> ForgetSplit:
     """Derive the split for `spec` over an ImageDataset's training set (or an array of training labels);
     the same spec, data and seed always give the same split."""
+    if not isinstance(spec, str):
+        raise SplitError(f"a forget spec is a string such as random:0.1 or class:3, got {spec!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise SplitError(f"the split's seed must be an integer, got {seed!r}")
     dataset = data if hasattr(data, "train_labels") else None
+    if dataset is None and (data is None or isinstance(data, (str, bytes))):
+        raise SplitError(f"make_split needs a dataset (or its training labels), got {data!r}")
     if dataset is not None:
         labels, classes = dataset.train_labels.cpu().numpy(), dataset.classes
     else:

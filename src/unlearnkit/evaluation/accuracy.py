@@ -5,6 +5,8 @@ import math
 
 import torch
 
+from ..errors import ConfigError
+
 
 def _as_predictions(predicted: torch.Tensor) -> torch.Tensor:
     predicted = torch.as_tensor(predicted)
@@ -20,7 +22,7 @@ def accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
     """
     predicted, labels = _as_predictions(predicted), torch.as_tensor(labels).reshape(-1)
     if len(predicted) != len(labels):
-        raise ValueError(f"accuracy needs one prediction per label, got {len(predicted)} and {len(labels)}")
+        raise ConfigError(f"accuracy needs one prediction per label, got {len(predicted)} and {len(labels)}")
     if len(labels) == 0:
         return math.nan
     return 100.0 * (predicted.cpu() == labels.cpu()).double().mean().item()
@@ -34,7 +36,7 @@ def per_class_accuracy(predicted: torch.Tensor, labels: torch.Tensor, num_classe
     """
     predicted, labels = _as_predictions(predicted).cpu(), torch.as_tensor(labels).reshape(-1).cpu()
     if len(labels) and int(labels.max()) >= num_classes:
-        raise ValueError(f"label {int(labels.max())} is out of range for {num_classes} classes")
+        raise ConfigError(f"label {int(labels.max())} is out of range for {num_classes} classes")
     correct = (predicted == labels).double()
     totals = torch.bincount(labels, minlength=num_classes).double()
     hits = torch.bincount(labels, weights=correct, minlength=num_classes)

@@ -43,6 +43,19 @@ def shared_split(model: Checkpoint, oracle: Checkpoint, dataset: ImageDataset) -
     return split, notes
 
 
+def check_original(model: Checkpoint, original: Checkpoint) -> None:
+    """The --original of an evaluation must be an original model (trained on all the data), and the one the
+    model was unlearned from when its record names it."""
+    kind = original.record.get("kind")
+    if kind != "original":
+        raise CheckpointError(f"'{original.path}' is {'an' if str(kind)[:1] in 'aeiou' else 'a'} {kind} model, not an "
+                              "original one: --original takes the model trained on all the data (unlearnkit train)")
+    named = (model.record.get("original") or {}).get("key")
+    if named and original.record.get("key") != named:
+        raise CheckpointError(f"'{model.path}' was unlearned from original {named}, not from '{original.path}' "
+                              f"({original.record.get('key')})")
+
+
 def unlearning_record(checkpoint: Checkpoint) -> dict | None:
     """What making this model cost: record["unlearning"] of an unlearned checkpoint; for an oracle, its own
     training (retraining is itself exact unlearning, SFR-on's RT row); nothing for an original model."""
@@ -61,6 +74,8 @@ def evaluate_checkpoints(model: str | Path, oracle: str | Path, original: str | 
         ATTACKS.get(name)  # fail on a typo before loading anything
     model_ck, oracle_ck = load_checkpoint(model), load_checkpoint(oracle)
     original_ck = load_checkpoint(original) if original is not None else None
+    if original_ck is not None:
+        check_original(model_ck, original_ck)
     dataset = dataset_of(model_ck, tuple(c for c in (oracle_ck, original_ck) if c is not None), root)
     split, notes = shared_split(model_ck, oracle_ck, dataset)
     result = evaluate(model_ck.load_model(), oracle_ck.load_model(), split, dataset, runtime,

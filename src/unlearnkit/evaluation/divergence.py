@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ConfigError
+
 EPS = 1e-20  # the official code's guard inside each log
 
 
 def _check(p: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     p, q = torch.as_tensor(p, dtype=torch.float64), torch.as_tensor(q, dtype=torch.float64)
     if p.shape != q.shape or p.dim() != 2:
-        raise ValueError(f"divergences need two (N, K) probability arrays of one shape, got {tuple(p.shape)} "
+        raise ConfigError(f"divergences need two (N, K) probability arrays of one shape, got {tuple(p.shape)} "
                          f"and {tuple(q.shape)}")
     return p, q
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from ..artifacts import Checkpoint
 from ..config import TrainRecipe
 from ..data.images import ImageDataset
+from ..errors import ConfigError
 from ..models import classifier_layer, spec_for
 from ..pipeline import train
 from ..runtime import Runtime
@@ -74,7 +75,7 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     """
     a, b = np.asarray(features_a, dtype=np.float64), np.asarray(features_b, dtype=np.float64)
     if len(a) < 2 or len(b) < 2:
-        raise ValueError(f"the Frechet distance needs at least 2 samples per set, got {len(a)} and {len(b)}")
+        raise ConfigError(f"the Frechet distance needs at least 2 samples per set, got {len(a)} and {len(b)}")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
     values, vectors = np.linalg.eigh(cov_a)

@@ -3,6 +3,7 @@ content-keyed like `pipeline.train`."""
 from __future__ import annotations
 
 import copy
+import math
 import time
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,7 @@ from ..data.splits import ForgetSplit
 from ..errors import CheckpointError
 from ..progress import task
 from ..runtime import Runtime, seed_everything, warm_up
+from ..training import check_finite, diverged
 from .schedule import NoiseSchedule
 from .task import noise_losses, noise_pass
 from .unet import DenoiserSpec
@@ -37,7 +39,7 @@ class DiffusionRecipe(BaseModel):
     schedule and shorten the optimisation for 16x16 digits on a CPU (see docs/generation.md).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     steps: int = Field(default=1000, gt=0)
     batch_size: int = Field(default=128, gt=0)
@@ -87,9 +89,12 @@ def fit_denoiser(model: nn.Module, view: DataView, recipe: DiffusionRecipe, runt
                 for target, source in zip(ema.parameters(), model.parameters()):
                     target.lerp_(source, 1 - recipe.ema_decay)
             value = loss.item()
+            if not math.isfinite(value):
+                raise diverged(label, f"the loss became {value} at step {step + 1}", recipe.lr)
             if step >= tail_start:
                 tail.append(value)
             advance(info=f"loss {value:.2f}")
+    check_finite(ema, label, recipe.lr)
     return ema, sum(tail) / len(tail)
 
 
