@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -108,3 +109,60 @@ def test_recipe_overrides_are_validated():
 def test_accuracy_of_a_trained_model(tiny_data, runtime):
     ckpt = train(tiny_data, spec_for("mlp", tiny_data, hidden=(16,)), RECIPE, runtime=runtime)
     assert accuracy(ckpt.load_model(), tiny_data.test(), runtime) == pytest.approx(ckpt.record["metrics"]["test_acc"])
+
+
+def test_no_empty_folder_is_left_in_the_store(tiny_data, runtime, isolated_store):
+    train(tiny_data, spec_for("mlp", tiny_data, hidden=(8,)), RECIPE, seed=0, runtime=runtime)
+    assert sorted(p.name for p in isolated_store.iterdir()) == ["models"]  # no empty partial/
+
+
+def test_an_unreadable_resume_state_is_discarded_with_a_warning(tiny_data, runtime, isolated_store):
+    spec = spec_for("mlp", tiny_data, hidden=(8,))
+    clean = train(tiny_data, spec, RECIPE, seed=5, runtime=runtime)
+    weights = {k: v.clone() for k, v in clean.load_model().state_dict().items()}
+    shutil.rmtree(clean.path)  # as if the run had been killed, leaving only a damaged resume file
+    partial = isolated_store / "partial" / f"{clean.record['key']}.pt"
+    partial.parent.mkdir()
+    partial.write_bytes(b"not a torch file")
+    with pytest.warns(UserWarning, match="discarded the unreadable resume state"):
+        again = train(tiny_data, spec, RECIPE, seed=5, runtime=runtime)
+    assert not partial.parent.exists()
+    assert all(torch.equal(weights[k], v) for k, v in again.load_model().state_dict().items())
+
+
+def test_force_discards_partial_state(tiny_data, runtime, isolated_store, monkeypatch):
+    spec = spec_for("mlp", tiny_data, hidden=(8,))
+    clean = train(tiny_data, spec, RECIPE, seed=6, runtime=runtime)
+    # A readable state from another run (a different seed) would be resumed from; --force must not resume it.
+    other = isolated_store / "other.pt"
+    fit(spec.build(), tiny_data.train(), RECIPE.with_overrides({"epochs": 2}), runtime, 9, resume_file=other)
+    partial = isolated_store / "partial" / f"{clean.record['key']}.pt"
+    partial.parent.mkdir()
+    other.rename(partial)
+    again = train(tiny_data, spec, RECIPE, seed=6, runtime=runtime, force=True)
+    assert all(torch.equal(a, b) for a, b in zip(clean.load_model().state_dict().values(),
+                                                 again.load_model().state_dict().values()))
+
+
+def test_a_diverging_training_raises_names_the_recipe_value_and_stores_nothing(tiny_data, runtime, isolated_store):
+    from unlearnkit.errors import DivergenceError
+
+    with pytest.raises(DivergenceError, match=r"diverged .*nothing was stored: lower the recipe's lr \(given 1e\+07\)"):
+        train(tiny_data, spec_for("mlp", tiny_data, hidden=(8,)), RECIPE.with_overrides({"lr": 1e7, "momentum": 0.0}),
+              seed=0, runtime=runtime)
+    assert not isolated_store.exists() or not list(isolated_store.rglob("*"))
+
+
+def test_an_empty_training_set_is_an_error(tiny_data, runtime):
+    with pytest.raises(ConfigError, match="the training set has no samples"):
+        fit(spec_for("mlp", tiny_data).build(), tiny_data.train([]), RECIPE, runtime, 0)
+
+
+def test_the_thread_count_is_part_of_the_content_key(tiny_data, isolated_store):
+    from unlearnkit.runtime import Runtime
+
+    spec = spec_for("mlp", tiny_data, hidden=(8,))
+    one = train(tiny_data, spec, RECIPE, seed=0, runtime=Runtime.create("cpu", 1))
+    two = train(tiny_data, spec, RECIPE, seed=0, runtime=Runtime.create("cpu", 2))
+    torch.set_num_threads(1)
+    assert one.path != two.path and one.record["threads"] == 1 and two.record["threads"] == 2
