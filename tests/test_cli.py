@@ -109,11 +109,12 @@ def test_an_unlearned_sisa_ensemble_is_stored_and_evaluated(tmp_path):
     assert evaluated["forget_acc"] == pytest.approx(out["forget_acc"]) and evaluated["verification_error"] is None
 
 
-def test_methods_shows_the_defaults_for_a_dataset_and_forget_spec():
-    result, out = run("methods", "sfron", "--data", "digits", "--forget", "class:3", "--json")
+def test_methods_shows_the_typed_defaults_for_a_forget_spec():
+    result, out = run("methods", "sfron", "--forget", "class:3", "--json")
     assert result.exit_code == 0
     from unlearnkit.unlearning.methods import METHODS
 
-    assert out["hyperparameters"] == METHODS.get("sfron").parameters("digits", "class:3")
-    result, official = run("methods", "sfron", "--json")
-    assert official["hyperparameters"]["iters"] == 1500 and official["hyperparameters"]["alpha"] == 25.0
+    assert out["hyperparameters"] == METHODS.get("sfron").parameters("class:3")
+    lr = next(s for s in out["settings"] if s["name"] == "lr_scale")
+    assert lr["type"] == "float" and lr["range"] == "> 0" and "recipe" in lr["description"]
+    assert out["hyperparameters"]["alpha"] == 25.0 and out["hyperparameters"]["iters"] is None

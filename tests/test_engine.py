@@ -30,7 +30,7 @@ def test_every_method_resolves_and_declares_its_table_row():
         assert set(row) == {"mask", "forgetting", "remaining", "geometry"} and row["geometry"], name
         for dataset in (None, "digits", "cifar10"):
             for spec in (None, "random:0.1", "class:3"):
-                assert method.parameters(dataset, spec), (name, dataset, spec)
+                assert method.parameters(spec), (name, dataset, spec)
 
 
 def test_unknown_method_and_hyperparameter_list_the_valid_ones(tiny_data):
@@ -38,10 +38,10 @@ def test_unknown_method_and_hyperparameter_list_the_valid_ones(tiny_data):
     with pytest.raises(ConfigError, match="unknown method 'forget_everything'; expected one of: sfron"):
         unlearn(nn.Linear(1, 1), split, "forget_everything")
     with pytest.raises(ConfigError, match=r"method 'sfron' has no hyperparameter\(s\) \['gama'\]; valid: .*gamma"):
-        METHODS.get("sfron").resolve("digits", {"gama": 2})
+        METHODS.get("sfron").resolve({"gama": 2})
     with pytest.raises(ConfigError, match="method 'sfron': iters: Input should be a valid integer"):
-        METHODS.get("sfron").resolve("digits", {"iters": "many"})
-    assert METHODS.get("sfron").resolve("digits", {"alpha": 3})["alpha"] == 3.0
+        METHODS.get("sfron").resolve({"iters": "many"})
+    assert METHODS.get("sfron").resolve({"alpha": 3})["alpha"] == 3.0
 
 
 def test_fisher_ratio_mask_follows_the_rule(monkeypatch, tiny_data, runtime):
@@ -96,8 +96,8 @@ def test_adaptive_weights_equal_their_closed_form(tiny_data, runtime):
 
 def test_strict_mask_freezes_unmasked_weights_against_momentum_and_decay(tiny_data, runtime):
     model = nn.Linear(4, 1)
-    hp = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.1, "lr_schedule": "constant",
-          "strict_mask": True}
+    hp = METHODS.get("ft").resolve({"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.1,
+                                    "lr_schedule": "constant", "strict_mask": True})
     mask = {"weight": torch.tensor([[1.0, 0.0, 1.0, 0.0]]), "bias": torch.tensor([0.0])}
     for strict in (True, False):
         net = copy.deepcopy(model)
@@ -115,14 +115,16 @@ def test_divergence_rolls_back_and_raises(tiny_data, runtime):
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
     before = copy.deepcopy(model.state_dict())
     with pytest.raises(DivergenceError, match="method 'ga' diverged and was rolled back"):
-        unlearn(model, make_split("class:1", tiny_data), "ga", runtime=runtime, lr=1e38, clip=0.0, epochs=3)
+        unlearn(model, make_split("class:1", tiny_data), "ga", runtime=runtime, lr=1e38, clip=0.0, epochs=3,
+                calibrate=False)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_fast_slow_schedule_counts(tiny_data, runtime):
     split = make_split("class:1", tiny_data)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
-    result = unlearn(model, split, "sfron_fron", runtime=runtime, iters=10, forget_freq=3, batch_size=10)
+    result = unlearn(model, split, "sfron_fron", runtime=runtime, iters=10, forget_freq=3, batch_size=10,
+                     calibrate=False)
     # 30 forget and 60 remain samples: forget steps at t = 0, 3, 6, 9 (4 x 10), a remain step every iteration (10 x 10)
     assert result.steps == 10 and result.sample_passes == 4 * 10 + 10 * 10
 
@@ -140,13 +142,25 @@ def _context(data, runtime, hp, model=None):
     model = model or nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
     split = make_split("class:1", data)
     return Context(model, data, data.train(split.forget), data.train(split.remain), hp, runtime,
-                   torch.Generator().manual_seed(0))
+                   torch.Generator().manual_seed(0), recipe=data.recipe)
+
+
+def test_the_calibration_rewinds_a_step_size_that_would_diverge(tiny_data, runtime):
+    from unlearnkit.training import fit
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    fit(model, tiny_data.train(), tiny_data.recipe.with_overrides({"epochs": 5, "batch_size": 16}), runtime, 0)
+    before = copy.deepcopy(model.state_dict())
+    result = unlearn(model, make_split("class:1", tiny_data), "ga", runtime=runtime, lr=1e38, clip=0.0, epochs=3)
+    assert "rewound to step 0, the last check before the damage" in result.details["calibration"]["decision"]
+    assert all(torch.equal(before[k], v) for k, v in result.model.state_dict().items())
 
 
 def test_divergence_during_model_surgery_still_rolls_back(tiny_data, runtime):
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
     before = copy.deepcopy(model.state_dict())
     with pytest.raises(DivergenceError, match="boundary_expand"):
-        unlearn(model, make_split("class:1", tiny_data), "boundary_expand", runtime=runtime, lr=1e38, epochs=2)
+        unlearn(model, make_split("class:1", tiny_data), "boundary_expand", runtime=runtime, lr=1e38, epochs=2,
+                calibrate=False)
     assert model[1].out_features == 3
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -40,7 +40,7 @@ def trained(tiny_data, runtime):
 
 def test_shrink_labels_are_the_adversarial_predictions(tiny_data, trained, runtime):
     split = class_split(tiny_data, 1)
-    hp = METHODS.get("boundary_shrink").resolve("synthetic", {"bound": 1.0})
+    hp = METHODS.get("boundary_shrink").resolve({"bound": 1.0})
     ctx = Context(trained, tiny_data, tiny_data.train(split.forget), tiny_data.train(split.remain), hp, runtime,
                   torch.Generator().manual_seed(0))
     ctx.snapshot_original()

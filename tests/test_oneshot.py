@@ -14,14 +14,13 @@ from unlearnkit.data.splits import ForgetSplit
 from unlearnkit.errors import ConfigError
 from unlearnkit.models import spec_for
 from unlearnkit.runtime import Runtime, seed_everything
-from unlearnkit.training import accuracy, fit
+from unlearnkit.training import accuracy, fit, sgd_step_sizes
 from unlearnkit.unlearning.context import Context
 from unlearnkit.unlearning.engine import unlearn
 from unlearnkit.unlearning.oneshot import (
     dampen,
     expected_fisher,
     select_synapses,
-    sgd_step_sizes,
     woodfisher_code,
     woodfisher_exact,
 )

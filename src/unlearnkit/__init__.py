@@ -14,6 +14,10 @@ def __getattr__(name: str):
         from . import data
 
         return getattr(data, name)
+    if name in ("evaluate", "noise_floor", "verdict", "bench"):
+        from . import api
+
+        return getattr(api, name)
     if name in ("train", "spec_for", "load_checkpoint", "Runtime"):
         from .artifacts import load_checkpoint
         from .models import spec_for
@@ -24,4 +28,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'unlearnkit' has no attribute '{name}'")
 
 
-__all__ = ["unlearn", "load_dataset", "make_split", "from_torch", "train", "spec_for", "load_checkpoint", "Runtime"]
+__all__ = ["unlearn", "load_dataset", "make_split", "from_torch", "train", "spec_for", "load_checkpoint", "Runtime",
+           "evaluate", "noise_floor", "verdict", "bench"]

@@ -225,9 +225,30 @@ def forget(model: Path = typer.Option(..., "--model", help="Checkpoint folder of
     out = {"checkpoint": str(result.path), "method": method, **record["metrics"],
            "wall_time_s": record["unlearning"]["wall_time_s"], "steps": record["unlearning"]["steps"],
            "sample_passes": record["unlearning"]["sample_passes"], "split": record["split"],
-           "hyperparameters": record["unlearning"]["hyperparameters"]}
-    emit(out, as_json, f"{method}: forget acc {out['forget_acc']:.2f}%, remain acc {out['remain_acc']:.2f}%, "
-                       f"test acc {out['test_acc']:.2f}%, {out['wall_time_s']:.1f} s -> {result.path}")
+           "hyperparameters": record["unlearning"]["hyperparameters"], "verdict": record.get("verdict"),
+           "calibration": record["unlearning"].get("calibration")}
+    emit(out, as_json, describe_forget(method, out, result.path))
+
+
+def describe_forget(method: str, out: dict, path) -> str:
+    lines = [f"{method}: forget acc {out['forget_acc']:.2f}%, remain acc {out['remain_acc']:.2f}%, "
+             f"test acc {out['test_acc']:.2f}%, {out['wall_time_s']:.1f} s -> {path}"]
+    said = out.get("verdict")
+    if said:
+        b, a = said["before"], said["after"]
+        lines += [f"verdict: {said['line']}",
+                  f"  forget vs held-out loss gap  {b['loss_gap']:+.3f} -> {a['loss_gap']:+.3f} (held-out - forget)",
+                  f"  confidence gap               {b['confidence_gap']:+.3f} -> {a['confidence_gap']:+.3f}",
+                  f"  membership AUC               {b['membership_auc']:.3f} -> {a['membership_auc']:.3f} "
+                  f"(0.5 = looks unseen, ±{said['auc_tolerance']:.3f})",
+                  f"  remain accuracy              {b['remain_acc']:.2f}% -> {a['remain_acc']:.2f}%",
+                  f"  held-out accuracy            {b['heldout_acc']:.2f}% -> {a['heldout_acc']:.2f}%"]
+        if said.get("unrolling"):
+            lines.append(f"  unlearning-error proxy (Thudi et al.) of the original training: "
+                         f"{said['unrolling']['proxy']:.4g}")
+    if out.get("calibration"):
+        lines.append(f"calibration: {out['calibration']['decision']}")
+    return "\n".join(lines)
 
 
 @command
@@ -257,9 +278,9 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Checkpoint folder of t
 @command
 def methods(as_json: bool = JsonOpt,
             name: Optional[str] = typer.Argument(None, help="Show one method's hyperparameters."),
-            data: Optional[str] = typer.Option(None, "--data", help="With NAME: the defaults for this dataset."),
             forget_spec: Optional[str] = typer.Option(None, "--forget",
-                                                      help="With NAME and --data: ... and this forget spec.")):
+                                                      help="With NAME: the defaults for this kind of forget spec "
+                                                           "(class-wise defaults differ for some methods).")):
     """List every unlearning method with its decomposition (mask | forgetting | remaining | geometry)."""
     from rich.console import Console
     from rich.table import Table
@@ -268,12 +289,12 @@ def methods(as_json: bool = JsonOpt,
 
     if name:
         method = METHODS.get(name)
-        resolved = method.parameters(data, forget_spec)
+        resolved = method.parameters(forget_spec)
         settings = [{**row, "default": resolved[row["name"]]} for row in method.describe()]
         info = {"name": name, "title": method.title, **method.columns(), "notes": method.notes,
-                "hyperparameters": resolved, "settings": settings, "for": {"data": data, "forget": forget_spec},
-                "by_dataset": method.by_dataset, "search": method.search}
-        where = f" for {data}" + (f", forget {forget_spec}" if forget_spec else "") if data else ""
+                "hyperparameters": resolved, "settings": settings, "for": {"forget": forget_spec},
+                "class_defaults": method.class_defaults, "search": method.search}
+        where = f" for {forget_spec}" if forget_spec else ""
         console = Console(stderr=as_json, width=160)
         console.print(f"{name}: {method.title}", markup=False)
         for key, value in method.columns().items():

@@ -26,6 +26,9 @@ class TrainRecipe(BaseModel):
     weight_decay: float = Field(default=5e-4, ge=0)
     schedule: Schedule = "cosine"
     augment: bool = True
+    # "Unrolling SGD" (Thudi et al. 2022)'s training penalty: + λ · mean over samples of the standard deviation
+    # of the logits, which keeps the weights near their start and approximate unlearning nearer to retraining.
+    logit_std_penalty: float = Field(default=0.0, ge=0)
 
     def with_overrides(self, overrides: dict[str, Any]) -> "TrainRecipe":
         return validated(TrainRecipe, {**self.model_dump(), **overrides}, "training recipe")

@@ -105,7 +105,7 @@ def dataset_of(checkpoint: Checkpoint, others: tuple[Checkpoint, ...] = (),
                                   f"{other.record['data'].get('name')}) than '{checkpoint.path}' ({expected}, "
                                   f"{checkpoint.record['data'].get('name')})")
     data = checkpoint.record["data"]
-    name = data.get("name")
+    name = data.get("loader") or data.get("name")
     if name not in DATASETS:
         raise CheckpointError(f"checkpoint '{checkpoint.path}' was trained on dataset '{name}', which is not "
                               f"registered ({', '.join(DATASETS.names())}): use the Python API with that dataset")
@@ -134,6 +134,7 @@ def unlearn_checkpoint(checkpoint: Checkpoint, method: str, forget: str, seed: i
     store the result beside a record of the method, every hyperparameter, steps and wall time. `seed` (the
     split's and the method's) defaults to the seed the original was trained with."""
     from .data.splits import make_split
+    from .evaluation.oracle_free import verdict
     from .unlearning.engine import unlearn
     from .unlearning.methods import METHODS
 
@@ -146,7 +147,7 @@ def unlearn_checkpoint(checkpoint: Checkpoint, method: str, forget: str, seed: i
     declared = METHODS.get(method)
     dataset = dataset_of(checkpoint)
     split = make_split(forget, dataset, seed)
-    hp = declared.resolve(dataset.name, hyperparameters or {}, split.spec)
+    hp = declared.resolve(hyperparameters or {}, split.spec)
     recipe = recorded_recipe(checkpoint)
     key = content_key({"original": checkpoint.record.get("key"), "method": method, "hp": hp,
                        "split": split.fingerprint, "seed": seed, "compute": runtime.identity()})
@@ -158,12 +159,29 @@ def unlearn_checkpoint(checkpoint: Checkpoint, method: str, forget: str, seed: i
     metrics = {"forget_acc": accuracy(result.model, dataset.train(split.forget), runtime),
                "remain_acc": accuracy(result.model, dataset.train(split.remain), runtime),
                "test_acc": accuracy(result.model, dataset.test(), runtime)}
+    said = verdict(checkpoint.load_model().to(runtime.device), result.model, split, dataset, runtime, seed,
+                   unrolling_proxy(checkpoint, recipe, dataset, split, runtime))
     model = dict(checkpoint.record["model"])
     if isinstance(result.model, Ensemble):  # SISA returns its constituents as one model
         model["ensemble"] = {"size": len(result.model.constituents), "aggregation": result.model.aggregation}
     record = {"kind": "unlearned", "key": key, "seed": seed, "data": dataset.describe(),
               "model": model, "original": {"key": checkpoint.record.get("key"),
                                                                 "path": str(checkpoint.path)},
-              "split": split.describe(), "unlearning": result.record(), "metrics": metrics,
+              "split": split.describe(), "unlearning": result.record(), "metrics": metrics, "verdict": said,
               "device": str(runtime.device), "threads": runtime.threads}
     return save_checkpoint(folder, result.model, record, split)
+
+
+def unrolling_proxy(checkpoint: Checkpoint, recipe: TrainRecipe, dataset: ImageDataset, split: ForgetSplit,
+                    runtime: Runtime) -> dict | None:
+    """Thudi et al.'s unlearning-error proxy of the original training, where it applies: plain SGD and a
+    registered model whose initial weights its training seed rebuilds (as `train` built them)."""
+    from .evaluation.unrolling import unlearning_error_proxy
+
+    if recipe.optimizer != "sgd" or str(checkpoint.record.get("model", {}).get("name", "")).startswith("custom:"):
+        return None
+    spec = checkpoint.model_spec
+    seed_everything(int(checkpoint.record.get("seed", 0)))
+    initial = spec.build().to(runtime.device)
+    return unlearning_error_proxy(checkpoint.load_model().to(runtime.device), initial, recipe, split.n_train,
+                                  dataset.train(augment=False), runtime)

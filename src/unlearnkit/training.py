@@ -38,6 +38,32 @@ def make_schedule(optimizer: torch.optim.Optimizer, kind: str, total: int) -> to
     raise ConfigError(f"unknown learning-rate schedule '{kind}'; expected cosine, constant or step")
 
 
+def training_loss(recipe: TrainRecipe):
+    """Cross-entropy, plus the recipe's logit-std penalty when it has one ("Unrolling SGD", Thudi et al. 2022,
+    `std_loss` of their code: λ · Σ_i std_k(z_ik) / (N·K), the unbiased standard deviation over the classes)."""
+    penalty = recipe.logit_std_penalty
+
+    def loss(logits, labels):
+        value = nn.functional.cross_entropy(logits, labels)
+        if penalty > 0:
+            value = value + penalty * logits.std(dim=1).sum() / logits.numel()
+        return value
+
+    return loss
+
+
+def sgd_step_sizes(lr: float, epochs: int, schedule: str) -> list[float]:
+    """The learning rate of each training epoch under the recipe's per-epoch schedule (as `fit` steps it)."""
+    probe = make_optimizer([torch.zeros(1, requires_grad=True)], "sgd", lr, 0.0, 0.0)
+    scheduler = make_schedule(probe, schedule, epochs)
+    rates = []
+    for _ in range(epochs):
+        rates.append(probe.param_groups[0]["lr"])
+        probe.step()
+        scheduler.step()
+    return rates
+
+
 def diverged(what: str, where: str, lr: float, option: str = "lr") -> DivergenceError:
     """The error of a training that went NaN or infinite, naming the recipe value to change."""
     return DivergenceError(f"{what} diverged ({where}); nothing was stored: lower the recipe's {option} "
@@ -75,7 +101,7 @@ def fit(model: nn.Module, view: DataView, recipe: TrainRecipe, runtime: Runtime,
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch = state["epoch"]
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = training_loss(recipe)
     last_save = time.monotonic()
     with task(label, recipe.epochs) as advance:
         advance(start_epoch)
@@ -85,7 +111,7 @@ def fit(model: nn.Module, view: DataView, recipe: TrainRecipe, runtime: Runtime,
             for x, y in view.batches(recipe.batch_size, shuffle=True, generator=generator):
                 x, y = x.to(runtime.device, non_blocking=True), y.to(runtime.device, non_blocking=True)
                 with runtime.autocast():
-                    loss = loss_fn(model(x), y)
+                    loss = loss_fn(model(x).float(), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..artifacts import atomic_write_text  # noqa: E402
 from .runner import NOISE_FLOOR, ORACLE, ORIGINAL  # noqa: E402
-from .tables import fmt, method_label  # noqa: E402
+from .tables import fmt, method_label, percent  # noqa: E402
 
 GAP_LABELS = {"forget_acc": "FA", "remain_acc": "RA", "test_acc": "TA"}
 
@@ -84,7 +84,7 @@ def per_class_figure(rows: list[dict], classes: list[str], forgotten: list[int])
 def _table(rows: list[dict]) -> str:
     mia = rows[0]["mia"]
     head = "".join(f"<th>{h}</th>" for h in ("method", "FA", "RA", "TA", f"MIA ({mia})", "Avg.Gap ↓", "D_KL ↓",
-                                             "RTE (s)", "speed-up"))
+                                             "closes Avg.Gap", "closes KL", "RTE (s)", "speed-up"))
     body = []
     best = min((r["avg_gap"] for r in rows if r["method"] not in (ORACLE, NOISE_FLOOR, ORIGINAL)), default=None)
     for r in rows:
@@ -93,20 +93,24 @@ def _table(rows: list[dict]) -> str:
         gap = fmt(r["avg_gap"])
         gap = f"<b>{gap}</b>" if best is not None and r["avg_gap"] == best else gap
         speed = "—" if math.isnan(r["speedup"]) else f"{r['speedup']:.1f}×"
-        row = [html.escape(method_label(r)), *cells, gap, fmt(r["kl_forget"], 3), fmt(r["rte_s"]), speed]
+        row = [html.escape(method_label(r)), *cells, gap, fmt(r["kl_forget"], 3), percent(r.get("closing_avg_gap")),
+               percent(r.get("closing_kl_forget")), fmt(r["rte_s"]), speed]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
 def write_report(summary: dict[str, list[dict]], out_dir: Path, titles: dict[str, str],
-                 classes: dict[str, list[str]], forgotten: dict[str, list[int]], command: str) -> Path:
+                 classes: dict[str, list[str]], forgotten: dict[str, list[int]], command: str,
+                 said: dict[str, dict] | None = None) -> Path:
     sections = []
     for scenario, rows in summary.items():
+        sentence = f"<p><b>{html.escape(said[scenario]['sentence'])}</b></p>" if said and scenario in said else ""
         figures = [gap_figure(rows), tradeoff_figure(rows)]
         if forgotten.get(scenario):
             figures.append(per_class_figure(rows, classes[scenario], forgotten[scenario]))
         images = "".join(f'<img src="data:image/png;base64,{_png(f)}">' for f in figures)
-        sections.append(f"<h2>{html.escape(titles.get(scenario, scenario))}</h2>{_table(rows)}<div>{images}</div>")
+        sections.append(f"<h2>{html.escape(titles.get(scenario, scenario))}</h2>{sentence}{_table(rows)}"
+                        f"<div>{images}</div>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>unlearnkit bench</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 7px;text-align:right}} td:first-child{{text-align:left}}

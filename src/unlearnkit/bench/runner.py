@@ -60,9 +60,11 @@ def default_methods() -> list[str]:
     return [m for m in METHODS.names() if m != "retrain"]
 
 
-def checked_scenarios(config: BenchConfig, methods: list[str]) -> dict[str, tuple]:
-    """Every scenario's data, model and recipe, with every method's hyperparameters resolved for it: all the
-    ways a bench file can be wrong fail here, before anything is trained or written."""
+def checked_scenarios(config: BenchConfig, methods: list[str], provided: dict[str, tuple] | None = None
+                      ) -> dict[str, tuple]:
+    """Every scenario's data, model and recipe (loaded, or `provided` by the caller as (dataset, model spec,
+    recipe): a user's own data), with every method's hyperparameters resolved for it: all the ways a bench file
+    can be wrong fail here, before anything is trained or written."""
     for name in methods:
         METHODS.get(name)
     loaded = {}
@@ -70,16 +72,17 @@ def checked_scenarios(config: BenchConfig, methods: list[str]) -> dict[str, tupl
         unknown = set(scenario.hyperparameters) - set(METHODS.names())
         if unknown:
             raise ConfigError(f"scenario '{scenario.name}' sets hyperparameters of unknown method(s) {sorted(unknown)}")
-        loaded[scenario.name] = load_scenario(scenario)
+        loaded[scenario.name] = (provided or {}).get(scenario.name) or load_scenario(scenario)
         for name in methods:
-            METHODS.get(name).resolve(scenario.data, scenario.hyperparameters.get(name, {}), scenario.forget)
+            METHODS.get(name).resolve(scenario.hyperparameters.get(name, {}), scenario.forget)
         make_split(scenario.forget, loaded[scenario.name][0], config.seeds[0])
     return loaded
 
 
-def run_bench(config: BenchConfig, out_dir: Path, runtime: Runtime, store: Path | None = None) -> list[Cell]:
+def run_bench(config: BenchConfig, out_dir: Path, runtime: Runtime, store: Path | None = None,
+              provided: dict[str, tuple] | None = None) -> list[Cell]:
     methods = config.methods or default_methods()
-    loaded = checked_scenarios(config, methods)
+    loaded = checked_scenarios(config, methods, provided)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.json", json.dumps({"config": config.model_dump(), "methods": methods,
                                                            "versions": versions(), "device": str(runtime.device),
@@ -131,7 +134,7 @@ def _seed_cells(config: BenchConfig, scenario: Scenario, loaded, seed: int, meth
     for name in methods:
         advance(0, info=f"{scenario.name} seed {seed}: {name}")
         hp = scenario.hyperparameters.get(name, {})
-        resolved = METHODS.get(name).resolve(dataset.name, hp, split.spec)  # keyed on every hyperparameter
+        resolved = METHODS.get(name).resolve(hp, split.spec)  # keyed on every hyperparameter
         cells.append(cached_cell(out_dir, scenario.name, seed, name, {**base, "row": name, "hp": resolved},
                                  partial(run_method, name, hp)))
         advance()

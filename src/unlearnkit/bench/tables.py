@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..artifacts import atomic_write_text, finite_json
 from .runner import REFERENCE_ROWS, Cell
+from .verdict import assess
 
 ACCURACIES = (("forget_acc", "FA"), ("remain_acc", "RA"), ("test_acc", "TA"))
 
@@ -32,6 +33,11 @@ def summarise(cells: list[Cell], mia: str) -> dict[str, list[dict]]:
         order = [r for r in REFERENCE_ROWS if r in rows] + [r for r in rows if r not in REFERENCE_ROWS]
         summary[scenario] = [_row(name, rows[name], mia) for name in order]
     return summary
+
+
+def verdicts(summary: dict[str, list[dict]]) -> dict[str, dict]:
+    """Each scenario's verdict in words (bench.verdict.assess), closing fractions added to its rows."""
+    return {scenario: assess(rows) for scenario, rows in summary.items()}
 
 
 def _row(name: str, runs: list[dict], mia: str) -> dict:
@@ -61,25 +67,36 @@ def method_label(row: dict) -> str:
     return row["method"] + (f" (diverged on {row['diverged']} seed(s))" if row["diverged"] else "")
 
 
-def markdown(summary: dict[str, list[dict]], titles: dict[str, str] | None = None) -> str:
-    """The paper's layout: FA, RA, TA and MIA as mean±std (gap to the oracle), then Avg.Gap, KL and RTE."""
+def percent(value: float) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.0f}%"
+
+
+def markdown(summary: dict[str, list[dict]], titles: dict[str, str] | None = None,
+             said: dict[str, dict] | None = None) -> str:
+    """The paper's layout: FA, RA, TA and MIA as mean±std (gap to the oracle), then Avg.Gap, KL and RTE, the
+    closing fractions, and each scenario's verdict in words."""
     out = []
     for scenario, rows in summary.items():
         mia = rows[0]["mia"] if rows else "mia_entropy"
-        out += [f"### {titles.get(scenario, scenario) if titles else scenario}", "",
-                f"| method | FA | RA | TA | MIA ({mia}) | Avg.Gap ↓ | D_KL ↓ | RTE (s) | speed-up | cost |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+        out += [f"### {titles.get(scenario, scenario) if titles else scenario}", ""]
+        if said and scenario in said:
+            out += [said[scenario]["sentence"], ""]
+        out += [f"| method | FA | RA | TA | MIA ({mia}) | Avg.Gap ↓ | D_KL ↓ | closes Avg.Gap | closes KL | RTE (s) | "
+                "speed-up | cost |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             cells = [f"{fmt(r[k])}±{fmt(r[k + '_std'])} ({fmt(r['gap_' + k])})"
                      for k in ("forget_acc", "remain_acc", "test_acc", mia)]
             speed = f"{fmt(r['speedup'], 1)}×" if not math.isnan(r["speedup"]) else "—"
             out.append(f"| {method_label(r)} | " + " | ".join(cells) + f" | {fmt(r['avg_gap'])} | "
-                       f"{fmt(r['kl_forget'], 3)} | {fmt(r['rte_s'], 2)} | {speed} | {fmt(r['cost_ratio'], 3)} |")
+                       f"{fmt(r['kl_forget'], 3)} | {percent(r.get('closing_avg_gap'))} | "
+                       f"{percent(r.get('closing_kl_forget'))} | {fmt(r['rte_s'], 2)} | {speed} | "
+                       f"{fmt(r['cost_ratio'], 3)} |")
         out.append("")
     out.append("FA/RA/TA/MIA: mean ± std over seeds (mean per-seed |gap| to that seed's oracle). Avg.Gap: mean of the "
                "four gaps. D_KL: KL(oracle ‖ model) on the forget set. RTE: wall time of the unlearning call; "
                "speed-up: oracle training time / RTE; cost: forward-backward sample passes / the oracle's. "
-               "RT′ is a second oracle trained with another seed: the noise floor.")
+               "RT′ is a second oracle trained with another seed: the noise floor. Closes: (doing nothing − method) / "
+               "(doing nothing − RT′), for Avg.Gap and KL: 100% is as close to the oracle as a second oracle is.")
     return "\n".join(out) + "\n"
 
 
@@ -88,10 +105,10 @@ CSV_FIELDS = ["scenario", "seed", "method", "forget_acc", "remain_acc", "test_ac
               "sample_passes", "cost_ratio", "steps", "hyperparameters"]
 
 
-def write_tables(cells: list[Cell], summary: dict, out_dir: Path,
-                 titles: dict[str, str] | None = None) -> dict[str, Path]:
+def write_tables(cells: list[Cell], summary: dict, out_dir: Path, titles: dict[str, str] | None = None,
+                 said: dict[str, dict] | None = None) -> dict[str, Path]:
     paths = {"markdown": out_dir / "results.md", "csv": out_dir / "results.csv", "json": out_dir / "results.json"}
-    atomic_write_text(paths["markdown"], markdown(summary, titles))
+    atomic_write_text(paths["markdown"], markdown(summary, titles, said))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
@@ -99,6 +116,6 @@ def write_tables(cells: list[Cell], summary: dict, out_dir: Path,
         writer.writerow({"scenario": c.scenario, "seed": c.seed, "method": c.method, **c.metrics,
                          "hyperparameters": json.dumps(c.metrics.get("hyperparameters", {}), sort_keys=True)})
     atomic_write_text(paths["csv"], buffer.getvalue())
-    atomic_write_text(paths["json"], json.dumps(finite_json({"summary": summary, "cells": [c.__dict__ for c in cells]}),
-                                                indent=1))
+    atomic_write_text(paths["json"], json.dumps(finite_json({"summary": summary, "verdicts": said or {},
+                                                             "cells": [c.__dict__ for c in cells]}), indent=1))
     return paths

@@ -124,7 +124,7 @@ def _trial(config, scenario, loaded, name, hp, seed, split, original, oracle, ru
         return evaluate(result.model, oracle.load_model(), split, dataset, runtime, None, result.record(),
                         oracle.record, config.mia, attacks=(config.mia,), seed=seed)
 
-    resolved = METHODS.get(name).resolve(dataset.name, hp, split.spec)
+    resolved = METHODS.get(name).resolve(hp, split.spec)
     identity = {"tune": True, "original": original.record["key"], "oracle": oracle.record["key"],
                 "method": name, "hp": resolved, "mia": config.mia, "compute": runtime.identity()}
     return cached_cell(out_dir, scenario.name, seed, f"{name}-{_key(hp)}", identity, run).metrics

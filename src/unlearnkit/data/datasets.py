@@ -76,12 +76,50 @@ def _load_cifar(variant: str, mean, std):
     return load
 
 
-def _load_mnist(root=None) -> ImageDataset:
+def _subset(images: torch.Tensor, labels: torch.Tensor, size: int, seed: int, part: str):
+    """A seeded random `size` of the samples (all of them for size 0), kept in their original order."""
+    if size == 0:
+        return images, labels
+    if not 0 < size <= len(labels):
+        raise ConfigError(f"{part}_size must be in 1..{len(labels)} (or 0 for all), got {size}")
+    chosen = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:size].sort().values
+    return images[chosen], labels[chosen]
+
+
+def _load_mnist(root=None, train_size: int = 0, test_size: int = 0, subset_seed: int = 0) -> ImageDataset:
+    """MNIST-style IDX files; `train_size`/`test_size` keep a seeded random subset (0: all), e.g. a small
+    training set on which a model memorises what it is trained on."""
     parts = read_idx_folder(root, "mnist")
-    train_images, train_labels = parts["train"]
-    n_classes = int(max(train_labels.max(), parts["test"][1].max())) + 1
-    mean, std = _channel_stats(train_images)
-    return ImageDataset("mnist", *parts["train"], *parts["test"], [str(i) for i in range(n_classes)], mean, std)
+    train = _subset(*parts["train"], train_size, subset_seed, "train")
+    test = _subset(*parts["test"], test_size, subset_seed + 1, "test")
+    n_classes = int(max(train[1].max(), test[1].max())) + 1
+    mean, std = _channel_stats(train[0])
+    name = "mnist" if not (train_size or test_size) else f"mnist-{len(train[1])}"
+    return ImageDataset(name, *train, *test, [str(i) for i in range(n_classes)], mean, std)
+
+
+def _load_tabular(name: str):
+    """scikit-learn's bundled tabular classification sets, each feature min-max scaled to [0, 1] on the training
+    part and held as a (features, 1, 1) "image", so that the per-channel normalisation standardises each feature
+    and the MLP reads them as a vector. A fixed stratified 75/25 split."""
+
+    def load(root=None) -> ImageDataset:
+        from sklearn import datasets
+        from sklearn.model_selection import train_test_split
+
+        bunch = getattr(datasets, f"load_{name}")()
+        x, y = np.asarray(bunch.data, dtype=np.float32), np.asarray(bunch.target, dtype=np.int64)
+        train_idx, test_idx = train_test_split(np.arange(len(y)), test_size=0.25, random_state=0, stratify=y)
+        train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+        low, high = x[train_idx].min(0), x[train_idx].max(0)
+        x = np.clip((x - low) / np.maximum(high - low, 1e-12), 0, 1)
+        images = torch.from_numpy(x)[:, :, None, None]
+        labels = torch.from_numpy(y)
+        mean, std = _channel_stats(images[train_idx])
+        return ImageDataset(name, images[train_idx], labels[train_idx], images[test_idx], labels[test_idx],
+                            [str(c) for c in bunch.target_names], mean, std)
+
+    return load
 
 
 def _load_imagefolder(root=None, image_size: int = 32, channels: int = 3, test_fraction: float = 0.2,
@@ -195,6 +233,14 @@ DATASETS.register("mnist", DatasetSpec(
     _load_mnist, "MNIST-style IDX files (MNIST, Fashion-MNIST, KMNIST), .gz or raw, from --root",
     default_model="lenet5",
     recipe=TrainRecipe(epochs=5, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4, augment=False)))
+DATASETS.register("breast_cancer", DatasetSpec(
+    _load_tabular("breast_cancer"), "scikit-learn's bundled Wisconsin breast-cancer table (426 train / 143 test, "
+                                    "30 features, 2 classes)", default_model="mlp", needs_root=False,
+    recipe=TrainRecipe(epochs=60, batch_size=32, lr=0.05, momentum=0.9, weight_decay=5e-4, augment=False)))
+DATASETS.register("wine", DatasetSpec(
+    _load_tabular("wine"), "scikit-learn's bundled wine table (133 train / 45 test, 13 features, 3 classes)",
+    default_model="mlp", needs_root=False,
+    recipe=TrainRecipe(epochs=80, batch_size=16, lr=0.05, momentum=0.9, weight_decay=5e-4, augment=False)))
 DATASETS.register("cifar10", DatasetSpec(
     _load_cifar("cifar10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "CIFAR-10 python pickle batches from --root", default_model="resnet18",

@@ -90,6 +90,7 @@ class ImageDataset:
     def describe(self) -> dict:
         return {
             **self.source,
+            "loader": self.source.get("name"),  # the registered dataset that reads it again (see pipeline.dataset_of)
             "name": self.name,
             "fingerprint": self.fingerprint,
             "n_train": len(self.train_labels),

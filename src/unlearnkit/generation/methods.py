@@ -29,13 +29,16 @@ def declare(method: Method) -> Method:
     return GENERATION_METHODS.register(method.name, method)
 
 
-# Every official DDPM runner: Adam, no weight decay, constant LR, batch 128, gradient norm clipped to 1.
-ADAM = {"optimizer": "adam", "weight_decay": 0.0, "lr_schedule": "constant", "batch_size": 128}
+# Every official DDPM runner: Adam, no weight decay, constant LR, batch 128, gradient norm clipped to 1. The DDPM's
+# training recipe is not a classifier's, so the budgets and rates are the absolute ones of the official configs,
+# and the classification calibration (which reads class predictions) is off.
+ADAM = {"optimizer": "adam", "weight_decay": 0.0, "lr_schedule": "constant", "batch_size": 128, "calibrate": False}
 
 declare(Method(
     "sfron", "SFR-on (Huang et al. 2024), DDPM", FastSlow(), FisherRatioMask(), AdaptiveAscent(), Descent(),
     defaults={**ADAM, "lr": 1e-4, "iters": 150, "forget_freq": 1, "forget_clip": 1.0, "remain_clip": 1.0,
-              "alpha": 10.0, "alpha_decay": "cosine", "lambd": 0.5, "gamma": 1.0, "fisher_clip": 1.0},
+              "alpha": 10.0, "alpha_decay": "cosine", "lambd": 0.5, "gamma": 1.0, "fisher_clip": 1.0,
+              "fisher_samples": 0},
     notes="Official DDPM `sfron_forget --method ron --unlearn_loss adaga`: the Fisher of the guided (w=2) loss, "
           "clipped to norm 1 per batch, mask 1[F_f/F_r >= γ]; each iteration one masked, clipped adaptive-ascent "
           "step (alpha 10, cosine-decayed, λ 0.5) then one clipped remain step."))

@@ -15,9 +15,9 @@ from torch import nn
 from ..artifacts import (
     Checkpoint,
     content_key,
-    default_store,
     load_checkpoint,
     save_checkpoint,
+    writable_store,
 )
 from ..config import validated
 from ..data.images import DataView, ImageDataset
@@ -110,9 +110,10 @@ def train_denoiser(dataset: ImageDataset, spec: DenoiserSpec, recipe: DiffusionR
     recipe = recipe or DiffusionRecipe()
     kind = "original" if split is None else "oracle"
     identity = {"kind": kind, "task": "generation", "data": dataset.fingerprint, "model": spec.describe(),
-                "recipe": recipe.model_dump(), "seed": seed, "split": split.fingerprint if split else None}
+                "recipe": recipe.model_dump(), "seed": seed, "split": split.fingerprint if split else None,
+                "compute": runtime.identity()}
     key = content_key(identity)
-    store = Path(store or default_store())
+    store = writable_store(store)
     folder = store / "models" / f"diffusion-{kind}-{dataset.name}-{spec.name}-{key}"
     if folder.exists() and not force:
         return load_checkpoint(folder)

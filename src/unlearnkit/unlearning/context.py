@@ -46,12 +46,15 @@ class Context:
     generator: torch.Generator
     task: Any = None           # a Task (classification unless a caller says otherwise)
     recipe: TrainRecipe | None = None  # how the original was trained: the scale relative settings refer to
+    heldout: DataView | None = None    # data the model never saw (the test split by default), for calibration
+    split_kind: str = "random"         # "random", "class" or "indices": which stopping rule applies
     seed: int = 0
     store: Path | None = None  # where methods may keep content-keyed artefacts
     step: int = 0              # the current iteration of the geometry's schedule
     total_steps: int = 1
     state: dict[str, Any] = field(default_factory=dict)  # per-run state of parts (teachers, labels, masks)
     sample_passes: int = 0     # forward+backward sample passes, the compute-cost measure reported with RTE
+    forward_passes: int = 0    # forward-only sample passes (calibration probes), a third of a sample pass each
     updates: int = 0           # optimiser steps taken
     reused_seconds: float = 0.0    # work a cache answered (a Fisher): counted in the run time as if done
     excluded_seconds: float = 0.0  # one-off work done during the call that is not unlearning (SISA's first training)
@@ -82,6 +85,15 @@ class Context:
             from .task import Classification
 
             self.task = Classification()
+
+    def calibrator(self, total_steps: int, stepper=None, align: int = 1):
+        """The oracle-free stopping rule for a loop of `total_steps` steps whose optimiser `stepper` it may back
+        off (its record lands in the state)."""
+        from .calibration import Calibrator
+
+        calibrator = Calibrator(self, total_steps, stepper, align)
+        self.state["calibrator"] = calibrator
+        return calibrator
 
     def snapshot_original(self) -> None:
         self._original = copy.deepcopy(self.model).eval().requires_grad_(False)

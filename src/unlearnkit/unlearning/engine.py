@@ -12,7 +12,7 @@ from torch import nn
 
 from ..artifacts import default_store
 from ..config import TrainRecipe, as_recipe
-from ..data.images import ImageDataset
+from ..data.images import DataView, ImageDataset
 from ..data.splits import ForgetSplit
 from ..errors import ConfigError, DivergenceError
 from ..registry import Registry
@@ -43,15 +43,18 @@ def non_finite(model: nn.Module) -> list[str]:
 
 
 def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data: ImageDataset | None = None,
-            recipe: TrainRecipe | dict | None = None, runtime: Runtime | None = None, seed: int = 0,
-            store: Path | None = None, methods: Registry = METHODS, make_task: Callable[[dict], Task] | None = None,
-            **hyperparameters) -> UnlearnResult:
+            recipe: TrainRecipe | dict | None = None, heldout: DataView | None = None, runtime: Runtime | None = None,
+            seed: int = 0, store: Path | None = None, methods: Registry = METHODS,
+            make_task: Callable[[dict], Task] | None = None, **hyperparameters) -> UnlearnResult:
     """Remove the influence of `split.forget` from `model` with `method`. The model is changed in place (and
     returned as `result.model`); keep a copy if you need the original.
 
     `data` is the dataset the split indexes (defaults to the one `make_split` was given); `recipe` is how the
-    original was trained (default: the dataset's recipe), the scale of the methods' relative settings; `store`
-    is where methods may keep content-keyed artefacts (SISA's shard models). Unknown methods and
+    original was trained (default: the dataset's recipe), the scale of the methods' relative settings;
+    `heldout` is data the model never saw, which the gradient methods' oracle-free calibration compares the
+    forget set with (default: the dataset's test split; pass e.g. `data.train(validation_indices)` for a
+    validation split kept out of training); `store` is where methods may keep content-keyed artefacts (SISA's
+    shard models). Unknown methods and
     hyperparameters, and values out of range, are rejected before anything runs. If the run diverges, the model
     is restored to its weights before the call and DivergenceError is raised. `methods` and `make_task` (the
     Task built from the resolved hyperparameters; classification by default) let other model families, such as
@@ -70,7 +73,7 @@ def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data
         raise ConfigError(f"the split covers {split.n_train} training samples but the dataset has "
                           f"{len(dataset.train_labels)}")
     declared = methods.get(method)
-    hp = declared.resolve(dataset.name, hyperparameters, split.spec)
+    hp = declared.resolve(hyperparameters, split.spec)
     recipe = as_recipe(recipe, dataset.recipe)
     broken = non_finite(model)
     if broken:
@@ -81,7 +84,8 @@ def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data
     backup = copy.deepcopy(model.state_dict())
     generator = seed_everything(seed)
     ctx = Context(model, dataset, dataset.train(split.forget), dataset.train(split.remain), hp, runtime, generator,
-                  task=make_task(hp) if make_task else None, recipe=recipe, seed=seed,
+                  task=make_task(hp) if make_task else None, recipe=recipe,
+                  heldout=heldout if heldout is not None else dataset.test(), split_kind=split.kind, seed=seed,
                   store=Path(store) if store else default_store())
     warm_up()
     started = time.perf_counter()
@@ -98,6 +102,10 @@ def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data
         raise
     wall = time.perf_counter() - started + ctx.reused_seconds - ctx.excluded_seconds
     ctx.model.eval()
-    details = {"updates": ctx.updates, **{k: ctx.state[k] for k in ("mask_density", "attack_success_rate", "sisa")
-                                          if k in ctx.state}}
-    return UnlearnResult(ctx.model, method, hp, wall, ctx.sample_passes, ctx.total_steps, details)
+    details = {"updates": ctx.updates, "probe_forward_passes": ctx.forward_passes,
+               **{k: ctx.state[k] for k in ("mask_density", "attack_success_rate", "sisa", "optimisation")
+                  if k in ctx.state}}
+    if "calibrator" in ctx.state:
+        details["calibration"] = ctx.state["calibrator"].record()
+    passes = ctx.sample_passes + ctx.forward_passes // 3  # a forward-only pass costs about a third of a training one
+    return UnlearnResult(ctx.model, method, hp, wall, passes, ctx.total_steps, details)

@@ -16,39 +16,76 @@ from torch import Tensor, nn
 from ..config import Schedule
 from ..errors import DivergenceError
 from ..training import make_optimizer, make_schedule
+from .calibration import CalibrationParams, probe_reserve
 from .context import Batch, Context
 from .params import Field, NoParams, Params
 
 
 class Optimisation(Params):
-    """The optimiser every step of a gradient run shares."""
+    """The optimiser every step of a gradient run shares, and the run's budget. Step sizes and budget are
+    relative to the original's training recipe, so one default means the same on 1,400 images and on 50,000."""
 
-    optimizer: Literal["sgd", "adam", "adamw"] = Field("sgd", description="optimiser of the unlearning steps")
-    lr: float = Field(0.01, gt=0, description="learning rate")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    weight_decay: float = Field(5e-4, ge=0, description="weight decay")
-    lr_schedule: Schedule = Field("cosine", description="learning-rate schedule over the run")
-    batch_size: int = Field(128, ge=1, description="samples per forget or remain batch")
+    optimizer: Literal["recipe", "sgd", "adam", "adamw"] = Field("recipe", description="optimiser of the "
+                                                                 "unlearning steps (recipe: the training recipe's)")
+    lr_scale: float = Field(0.1, gt=0, description="learning rate as a multiple of the training recipe's")
+    lr: float | None = Field(None, gt=0, description="absolute learning rate (none: lr_scale × the recipe's)")
+    momentum: float | None = Field(None, ge=0, lt=1, description="SGD momentum (none: the recipe's)")
+    weight_decay: float | None = Field(None, ge=0, description="weight decay (none: the recipe's)")
+    lr_schedule: Schedule = Field("cosine", description="learning-rate schedule over the planned steps")
+    batch_size: int | None = Field(None, ge=1, description="samples per forget or remain batch (none: the recipe's)")
     strict_mask: bool = Field(False, description="put masked-out weights back after each step (momentum and weight "
                                                  "decay would still move them)")
+    budget: float = Field(0.25, gt=0, le=10, description="most compute the run may use, as a share of one "
+                                                         "retraining's sample passes (the steps are planned from it)")
+
+
+class LoopParams(Optimisation, CalibrationParams):
+    """The settings every gradient loop reads: its optimiser and budget, and the oracle-free stopping rule."""
+
+
+def optimisation(ctx: Context) -> dict:
+    """The concrete optimiser settings of the run: relative values resolved against the training recipe."""
+    hp, recipe = ctx.hp, ctx.recipe
+    return {"optimizer": recipe.optimizer if hp["optimizer"] == "recipe" else hp["optimizer"],
+            "lr": hp["lr"] if hp["lr"] is not None else hp["lr_scale"] * recipe.lr,
+            "momentum": recipe.momentum if hp["momentum"] is None else hp["momentum"],
+            "weight_decay": recipe.weight_decay if hp["weight_decay"] is None else hp["weight_decay"],
+            "batch_size": recipe.batch_size if hp["batch_size"] is None else hp["batch_size"]}
+
+
+def budget_steps(ctx: Context, per_step: float) -> int:
+    """How many steps of `per_step` sample passes the rest of the budget pays for (at least one), after what
+    the mask took and what the calibration's checks will take."""
+    retraining = ctx.recipe.epochs * len(ctx.remain)
+    left = ctx.hp["budget"] * retraining - ctx.sample_passes - ctx.forward_passes / 3 - probe_reserve(ctx)
+    return max(1, int(left // max(per_step, 1)))
 
 
 class Stepper:
     """One optimiser shared by every step of a run (as in the official code: momentum flows between
-    forget and remain steps)."""
+    forget and remain steps), with its LR schedule over the run's planned steps."""
 
     def __init__(self, ctx: Context, mask: dict[str, Tensor] | None, schedule_length: int):
-        hp = ctx.hp
+        settings = optimisation(ctx)
+        ctx.state["optimisation"] = {**settings, "planned_steps": schedule_length}
         self.ctx, self.mask = ctx, mask
         self.params = {n: p for n, p in ctx.model.named_parameters() if p.requires_grad}
-        self.optimizer = make_optimizer(self.params.values(), hp["optimizer"], hp["lr"], hp["momentum"],
-                                        hp["weight_decay"])
-        self.schedule = make_schedule(self.optimizer, hp["lr_schedule"], schedule_length)
+        self.optimizer = make_optimizer(self.params.values(), settings["optimizer"], settings["lr"],
+                                        settings["momentum"], settings["weight_decay"])
+        self.schedule = make_schedule(self.optimizer, ctx.hp["lr_schedule"], schedule_length)
+
+    def scale_lr(self, factor: float) -> None:
+        """Multiply the learning rate from now on (the schedule keeps its shape) and forget the optimiser's
+        momentum, after the calibration rewound the weights."""
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+        self.schedule.base_lrs = [lr * factor for lr in self.schedule.base_lrs]
+        self.optimizer.state.clear()
 
     def step(self, loss: Tensor, masked: bool, clip: float = 0.0) -> None:
         if not torch.isfinite(loss):
             raise DivergenceError(f"the loss became {loss.item()} at step {self.ctx.step}: "
-                                  "lower lr or the forgetting scale")
+                                  "lower lr_scale or the forgetting scale")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         mask = self.mask if masked else None
@@ -92,12 +129,15 @@ class Joint(Geometry):
     sampling='paired': a remain batch and a forget batch per step, epochs counted over D_r (or over D_f
     when there is no remaining part). sampling='union': batches drawn from D_f ∪ D_r together, one forward
     pass, each part weighted by its share of the batch (the official RL, SalUn and BT loaders).
+    The steps are `epochs` passes when given, else as many as the budget pays for; the LR schedule runs
+    over them, stepped per step.
     """
 
     name, label = "joint", "Euclidean (joint step)"
 
-    class Params(Optimisation):
-        epochs: int = Field(10, ge=1, description="passes over D_r (over D_f when the method has no remaining part)")
+    class Params(LoopParams):
+        epochs: int | None = Field(None, ge=1, description="passes over D_r (over D_f when the method has no "
+                                                           "remaining part); none: as many steps as the budget pays")
         forget_weight: float = Field(1.0, ge=0, description="weight of the forgetting objective")
         remain_weight: float = Field(1.0, ge=0, description="weight of the remaining objective")
         clip: float = Field(0.0, ge=0, description="gradient-norm clip of every step (0: off)")
@@ -109,16 +149,31 @@ class Joint(Geometry):
 
     def run(self, ctx: Context, method, mask) -> None:
         hp = ctx.hp
-        epochs, bs = hp["epochs"], hp["batch_size"]
-        stepper = Stepper(ctx, mask, epochs)
-        ctx.total_steps = epochs
-        for epoch in range(epochs):
-            ctx.step = epoch
+        bs = optimisation(ctx)["batch_size"]
+        if self.sampling == "union":
+            per_epoch = -(-(len(ctx.forget) + len(ctx.remain)) // bs)
+            per_step = bs
+        else:
+            driver = ctx.remain if method.remain is not None else ctx.forget
+            per_epoch = -(-len(driver) // bs)
+            per_step = bs * (2 if method.forget is not None and method.remain is not None else 1)
+        total = hp["epochs"] * per_epoch if hp["epochs"] is not None else budget_steps(ctx, per_step)
+        stepper = Stepper(ctx, mask, total)
+        ctx.total_steps = total
+        calibrator = ctx.calibrator(total, stepper)
+        step = 0
+        while step < total and not calibrator(ctx, step):
             for loss in self._losses(ctx, method, bs):
+                ctx.step = step
                 stepper.step(loss, masked=True, clip=hp["clip"])
-            stepper.schedule.step()
+                stepper.schedule.step()
+                step += 1
+                if step >= total or calibrator(ctx, step):
+                    break
+        calibrator(ctx, step, last=True)
 
     def _losses(self, ctx: Context, method, bs: int) -> Iterator[Tensor]:
+        """One pass over the epoch's driver set."""
         hp, g = ctx.hp, ctx.generator
         wf, wr = hp["forget_weight"], hp["remain_weight"]
         if self.sampling == "union":
@@ -139,7 +194,7 @@ class Joint(Geometry):
                 yield loss
             return
         driver = ctx.remain if method.remain is not None else ctx.forget
-        forget_stream = _positions(len(ctx.forget), bs, g)
+        forget_stream = ctx.state.setdefault("forget_stream", _positions(len(ctx.forget), bs, g))
         for pos in torch.randperm(len(driver), generator=g).split(bs):
             loss = None
             if method.remain is not None:
@@ -165,13 +220,15 @@ class FastSlow(Geometry):
     weights and summed into one (masked, clipped) step, so the remain part no longer corrects the
     forgetting direction at the up-to-date weights. forget_mode='train' (code) lets forget batches
     update BatchNorm statistics; 'eval' freezes them. remain_clip (0 = off, the classification code) clips
-    the remain steps' gradient norm, as the official DDPM runner clips every step.
+    the remain steps' gradient norm, as the official DDPM runner clips every step. The iterations are
+    `iters` when given, else as many as the budget pays for.
     """
 
     name = "fast-slow"
 
-    class Params(Optimisation):
-        iters: int = Field(1500, ge=1, description="iterations; each has a remain step")
+    class Params(LoopParams):
+        iters: int | None = Field(None, ge=1, description="iterations, each with a remain step (none: as many as "
+                                                          "the budget pays for)")
         forget_freq: int = Field(5, ge=1, description="a forget step every this many iterations")
         forget_clip: float = Field(7.0, ge=0, description="gradient-norm clip of the forget steps (0: off)")
         remain_clip: float = Field(0.0, ge=0, description="gradient-norm clip of the remain steps (0: off)")
@@ -184,12 +241,18 @@ class FastSlow(Geometry):
 
     def run(self, ctx: Context, method, mask) -> None:
         hp = ctx.hp
-        iters, freq, bs = hp["iters"], hp["forget_freq"], hp["batch_size"]
+        freq, bs = hp["forget_freq"], optimisation(ctx)["batch_size"]
+        per_iter = (bs if method.remain is not None else 0) + (bs / freq if method.forget is not None else 0)
+        iters = hp["iters"] if hp["iters"] is not None else budget_steps(ctx, per_iter)
         stepper = Stepper(ctx, mask, iters)
         ctx.total_steps = iters
+        calibrator = ctx.calibrator(iters, stepper, align=freq if method.forget is not None else 1)
         forget_stream = _positions(len(ctx.forget), bs, ctx.generator)
         remain_stream = _positions(len(ctx.remain), bs, ctx.generator)
+        t = 0
         for t in range(iters):
+            if calibrator(ctx, t):
+                return
             ctx.step = t
             forget_loss = None
             if method.forget is not None and t % freq == 0:
@@ -207,25 +270,46 @@ class FastSlow(Geometry):
             elif forget_loss is not None:
                 stepper.step(forget_loss, masked=True, clip=hp["forget_clip"])
             stepper.schedule.step()
+        calibrator(ctx, iters, last=True)
 
 
 class MaxMin(Geometry):
-    """SCRUB: each epoch a max pass over D_f (the first `msteps` epochs only), then a min pass over D_r."""
+    """SCRUB: each epoch a max pass over D_f (the first `msteps` epochs only), then a min pass over D_r.
+    The epochs are `epochs` when given, else as many as the budget pays for (at least one); the stopping rule
+    is checked within min passes only, where the remain steps have repaired the max steps' damage."""
 
     name, label = "max-min", "Euclidean (alternating max/min epochs)"
 
-    class Params(Optimisation):
-        epochs: int = Field(10, ge=1, description="epochs; each ends with a min pass over D_r")
+    class Params(LoopParams):
+        epochs: int | None = Field(None, ge=1, description="epochs, each ending with a min pass over D_r (none: as "
+                                                           "many as the budget pays for)")
         msteps: int = Field(2, ge=0, description="the first this many epochs start with a max pass over D_f")
 
     def run(self, ctx: Context, method, mask) -> None:
         hp = ctx.hp
-        stepper = Stepper(ctx, mask, hp["epochs"])
-        ctx.total_steps = hp["epochs"]
-        for epoch in range(hp["epochs"]):
-            ctx.step = epoch
-            passes = [(ctx.forget, method.forget)] if epoch < hp["msteps"] else []
-            for view, part in passes + [(ctx.remain, method.remain)]:
-                for pos in torch.randperm(len(view), generator=ctx.generator).split(hp["batch_size"]):
+        bs = optimisation(ctx)["batch_size"]
+        epochs = hp["epochs"]
+        if epochs is None:
+            left, epochs = budget_steps(ctx, 1), 0
+            while left >= len(ctx.remain) + (len(ctx.forget) if epochs < hp["msteps"] else 0) or epochs == 0:
+                left -= len(ctx.remain) + (len(ctx.forget) if epochs < hp["msteps"] else 0)
+                epochs += 1
+        passes = [(epoch < hp["msteps"], -(-len(ctx.remain) // bs)) for epoch in range(epochs)]
+        total = sum(-(-len(ctx.forget) // bs) * has_max + remain for has_max, remain in passes)
+        stepper = Stepper(ctx, mask, total)
+        ctx.total_steps = total
+        calibrator = ctx.calibrator(total, stepper)
+        if calibrator(ctx, 0):
+            return
+        step = 0
+        for epoch in range(epochs):
+            views = [(ctx.forget, method.forget, False)] if epoch < hp["msteps"] else []
+            for view, part, check in views + [(ctx.remain, method.remain, True)]:
+                for pos in torch.randperm(len(view), generator=ctx.generator).split(bs):
+                    ctx.step = step
                     stepper.step(part_loss(ctx, part, ctx.batch(view, pos)), masked=True)
-            stepper.schedule.step()
+                    stepper.schedule.step()
+                    step += 1
+                    if check and step < total and calibrator(ctx, step):
+                        return
+        calibrator(ctx, step, last=True)

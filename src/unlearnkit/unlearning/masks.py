@@ -8,6 +8,7 @@ from torch import Tensor
 
 from .context import Context
 from .fisher import diagonal_fisher
+from .geometry import optimisation
 from .params import Field, Params
 from .parts import MaskPart
 
@@ -15,9 +16,11 @@ from .parts import MaskPart
 class FisherRatioMask(MaskPart):
     """SFR-on's forget-remain balanced saliency: 1[F_f / F_r >= gamma], diagonal Fishers computed once.
 
-    fisher_samples caps the samples each Fisher is estimated on (a seeded random subset; 0 = the whole set,
-    as the official code). On small data one pass over D_r is a large share of a retraining's cost.
-    fisher_clip > 0 clips each minibatch gradient's norm before squaring (the official DDPM Fisher: 1.0).
+    Each Fisher is estimated on a seeded random subset of at most `fisher_samples` samples (0: the whole set, as
+    the official code; none: as many as D_f has, within `fisher_share` of the run's budget), so the two
+    estimates are equally noisy and a full pass over a large D_r does not eat the budget (one pass over D_r is
+    a fifth of a 5-epoch retraining). fisher_clip > 0 clips each minibatch gradient's norm before squaring (the
+    official DDPM Fisher: 1.0).
     """
 
     label = "Fisher ratio F_f/F_r >= γ"
@@ -25,11 +28,22 @@ class FisherRatioMask(MaskPart):
     class Params(Params):
         gamma: float = Field(1.0, gt=0, description="saliency threshold γ on F_f / F_r")
         fisher_batch_size: int = Field(128, ge=1, description="minibatch of the Fisher passes")
-        fisher_samples: int = Field(0, ge=0, description="samples each Fisher is estimated on (0: the whole set)")
+        fisher_samples: int | None = Field(None, ge=0, description="samples each Fisher is estimated on (0: the "
+                                                                   "whole set; none: as many as D_f, within "
+                                                                   "fisher_share of the budget)")
+        fisher_share: float = Field(0.2, gt=0, le=1, description="most of the budget the two Fisher passes use "
+                                                                 "when fisher_samples is none")
         fisher_clip: float = Field(0.0, ge=0, description="gradient-norm clip before squaring (0: off)")
 
+    @staticmethod
+    def samples(ctx: Context) -> int:
+        if ctx.hp["fisher_samples"] is not None:
+            return ctx.hp["fisher_samples"]
+        affordable = ctx.hp["fisher_share"] * ctx.hp["budget"] * ctx.recipe.epochs * len(ctx.remain) / 2
+        return max(1, int(min(len(ctx.forget), affordable)))
+
     def compute(self, ctx: Context) -> dict[str, Tensor]:
-        batch, cap, clip = ctx.hp["fisher_batch_size"], ctx.hp["fisher_samples"], ctx.hp["fisher_clip"]
+        batch, cap, clip = ctx.hp["fisher_batch_size"], self.samples(ctx), ctx.hp["fisher_clip"]
         forget = diagonal_fisher(ctx, _subset(ctx.forget, cap, ctx.seed), batch, clip)
         remain = diagonal_fisher(ctx, _subset(ctx.remain, cap, ctx.seed), batch, clip)
         return {n: (((forget[n] + 1e-15) / (remain[n] + 1e-15)) >= ctx.hp["gamma"]).float() for n in forget}
@@ -58,7 +72,7 @@ class GradientSaliencyMask(MaskPart):
         model.eval()
         params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         grads = {n: torch.zeros_like(p) for n, p in params.items()}
-        for positions in torch.arange(len(ctx.forget)).split(ctx.hp["batch_size"]):
+        for positions in torch.arange(len(ctx.forget)).split(optimisation(ctx)["batch_size"]):
             batch = ctx.batch(ctx.forget, positions)
             model.zero_grad(set_to_none=True)
             (-ctx.task.fisher_loss(ctx, batch)).backward()

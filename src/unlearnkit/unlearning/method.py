@@ -9,7 +9,6 @@ from .context import Context
 from .geometry import Geometry
 from .params import Params, combine, describe, validate
 from .parts import ForgetPart, MaskPart, Part, RemainPart
-from .tuned import tuned
 
 
 @dataclass(frozen=True)
@@ -21,9 +20,8 @@ class Method:
     forget: ForgetPart | None = None
     remain: RemainPart | None = None
     defaults: dict[str, Any] = field(default_factory=dict)     # over the parts' own defaults
-    # Per-dataset defaults over `defaults`, keyed "dataset" or, more specific, "dataset:random" / "dataset:class".
-    # (Values chosen by `unlearnkit tune` live in tuned.yaml and come last.)
-    by_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Over `defaults` when whole classes are forgotten, where the papers' settings differ from random forgetting.
+    class_defaults: dict[str, Any] = field(default_factory=dict)
     # Candidate values per hyperparameter for `unlearnkit tune` (a small grid, searched against the oracle).
     search: dict[str, list[Any]] = field(default_factory=dict)
     # Table 1 cells of a method that is not a gradient loop (its procedure has no parts to name them).
@@ -42,14 +40,12 @@ class Method:
         return combine(self.name, blocks, self.defaults)
 
     def check(self) -> None:
-        """Fail on an inconsistent declaration (at import time): blocks, defaults, per-dataset values, grids."""
+        """Fail on an inconsistent declaration (at import time): blocks, defaults, class-wise defaults, grids."""
         schema = self.schema
-        layers = [*self.by_dataset.values(), {k: v[0] for k, v in self.search.items() if v}]
-        unknown = sorted(set().union(*layers) - set(schema.model_fields)) if layers else []
+        unknown = sorted((set(self.class_defaults) | set(self.search)) - set(schema.model_fields))
         if unknown:
             raise ValueError(f"{self.name}: values for parameters no part reads: {unknown}")
-        for layer in self.by_dataset.values():
-            validate(schema, layer, f"method '{self.name}'")
+        validate(schema, self.class_defaults, f"method '{self.name}'")
 
     def columns(self) -> dict[str, str]:
         """The method's row of the SFR-on paper's Table 1."""
@@ -58,20 +54,19 @@ class Method:
                 "remaining": self.remain.label if self.remain else "none",
                 "geometry": self.geometry.label, **self.table}
 
-    def _layers(self, dataset: str | None, spec: str | None) -> dict[str, Any]:
-        kind = spec.split(":", 1)[0] if spec else None
-        return {**self.by_dataset.get(dataset or "", {}), **self.by_dataset.get(f"{dataset}:{kind}", {}),
-                **tuned(self.name, dataset, spec)}
+    def _layer(self, spec: str | None) -> dict[str, Any]:
+        return dict(self.class_defaults) if spec and spec.split(":", 1)[0] == "class" else {}
 
-    def parameters(self, dataset: str | None = None, spec: str | None = None) -> dict[str, Any]:
-        """Every hyperparameter the method reads, with its default for `dataset` and forget `spec`: the
-        declared defaults, then `by_dataset`, then the values `unlearnkit tune` chose (tuned.yaml)."""
-        return validate(self.schema, self._layers(dataset, spec), f"method '{self.name}'")
+    def parameters(self, spec: str | None = None) -> dict[str, Any]:
+        """Every hyperparameter the method reads, with its default for the kind of forget `spec` (class-wise
+        defaults over the declared ones). No dataset selects a default: relative settings scale with the
+        problem at run time."""
+        return validate(self.schema, self._layer(spec), f"method '{self.name}'")
 
-    def resolve(self, dataset: str | None, overrides: dict[str, Any], spec: str | None = None) -> dict[str, Any]:
-        """Defaults for `dataset` and forget `spec` with the user's overrides, validated as a whole: a wrong
-        type, a value out of range or an unknown name is one ConfigError line, before anything runs."""
-        return validate(self.schema, {**self._layers(dataset, spec), **overrides}, f"method '{self.name}'")
+    def resolve(self, overrides: dict[str, Any], spec: str | None = None) -> dict[str, Any]:
+        """The defaults for forget `spec` with the user's overrides, validated as a whole: a wrong type, a value
+        out of range or an unknown name is one ConfigError line, before anything runs."""
+        return validate(self.schema, {**self._layer(spec), **overrides}, f"method '{self.name}'")
 
     def describe(self) -> list[dict[str, Any]]:
         """Each hyperparameter's name, type, range, default and description."""

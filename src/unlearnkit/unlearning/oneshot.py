@@ -21,7 +21,7 @@ from ..config import Schedule
 from ..data.images import DataView
 from ..errors import ConfigError
 from ..models import classifier_layer
-from ..training import make_optimizer, make_schedule
+from ..training import sgd_step_sizes
 from .context import Context
 from .fisher import diagonal_fisher
 from .forgetting import fresh_copy
@@ -273,18 +273,6 @@ class Dampening(Geometry):
 
 
 # --- one_step: single gradient unlearning (Unrolling SGD) ------------------------------------------------
-
-def sgd_step_sizes(lr: float, epochs: int, schedule: str) -> list[float]:
-    """The learning rate of each training epoch under the recipe's per-epoch schedule (as `fit` steps it)."""
-    probe = make_optimizer([torch.zeros(1, requires_grad=True)], "sgd", lr, 0.0, 0.0)
-    scheduler = make_schedule(probe, schedule, epochs)
-    rates = []
-    for _ in range(epochs):
-        rates.append(probe.param_groups[0]["lr"])
-        probe.step()
-        scheduler.step()
-    return rates
-
 
 class SingleGradient(Geometry):
     """Single gradient unlearning (Thudi et al., "Unrolling SGD", EuroS&P 2022; code

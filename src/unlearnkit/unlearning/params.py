@@ -21,7 +21,7 @@ __all__ = ["Params", "Field", "combine", "describe", "validate"]
 class Params(BaseModel):
     """A block of hyperparameters. Subclass it with one `Field(default, description=..., <range>)` per setting."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
     owner: ClassVar[str] = ""
 
     @model_validator(mode="before")

@@ -2,9 +2,11 @@
 descent, adaptive weights, Fisher masks) only talk to a Task, so classification and diffusion share them."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ConfigError
 from .context import Batch, Context
 
 
@@ -27,6 +29,11 @@ class Task:
         """The scalar whose gradient a Fisher accumulates (eval mode): the mean training loss by default."""
         return self.losses(self.forward(ctx, batch, train=False), batch).mean()
 
+    def probe(self, ctx: Context, view) -> tuple[Tensor, Tensor]:
+        """Per-sample membership scores (higher: fits better, like a training sample) and whether each sample is
+        predicted right, in eval mode without gradients: what the oracle-free calibration compares."""
+        raise ConfigError(f"the {self.name} task has no oracle-free probe: pass calibrate=False")
+
 
 class Classification(Task):
     name = "classification"
@@ -38,3 +45,16 @@ class Classification(Task):
 
     def losses(self, outputs: Tensor, batch: Batch) -> Tensor:
         return F.cross_entropy(outputs, batch.y, reduction="none")
+
+    @torch.no_grad()
+    def probe(self, ctx: Context, view) -> tuple[Tensor, Tensor]:
+        """The logit-scaled confidence of the true class (LiRA's φ) and correctness."""
+        from ..evaluation.oracle_free import logit_confidence
+
+        scores, correct = [], []
+        for positions in torch.arange(len(view)).split(1024):
+            batch = ctx.batch(view, positions)
+            logits = self.forward(ctx, batch, train=False)
+            scores.append(logit_confidence(logits, batch.y).cpu())
+            correct.append((logits.argmax(1) == batch.y).cpu())
+        return torch.cat(scores), torch.cat(correct)

@@ -1,0 +1,117 @@
+"""The Python API's conveniences for a user's own data and models: evaluation against an oracle from checkpoints,
+modules or unlearning results; the noise floor; the oracle-free verdict; the bench on dataset objects."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from .artifacts import Checkpoint
+from .config import TrainRecipe
+from .data.images import ImageDataset
+from .data.splits import ForgetSplit
+from .errors import ConfigError
+from .models import ModelSpec
+from .runtime import Runtime
+
+FLOOR_OFFSET = 1000  # the second oracle's seed: the oracle's + this (as the bench's RT′ row)
+
+
+def _model_and_record(thing, what: str) -> tuple[nn.Module, dict | None]:
+    """An nn.Module and the record of how it was made, from a module, a Checkpoint or an UnlearnResult."""
+    from .unlearning.engine import UnlearnResult
+
+    if isinstance(thing, UnlearnResult):
+        return thing.model, thing.record()
+    if isinstance(thing, Checkpoint):
+        return thing.load_model(), thing.record.get("unlearning") or thing.record
+    if isinstance(thing, nn.Module):
+        return thing, None
+    raise ConfigError(f"{what} must be an nn.Module, a Checkpoint (uk.train) or an UnlearnResult (uk.unlearn), "
+                      f"got {type(thing).__name__}")
+
+
+def noise_floor(data: ImageDataset, model: ModelSpec | nn.Module, split: ForgetSplit,
+                recipe: TrainRecipe | dict | None = None, seed: int = 0, runtime: Runtime | None = None,
+                store: Path | None = None) -> Checkpoint:
+    """A second oracle: the same recipe on the remain set with another seed (`seed` + 1000), the best any
+    unlearning method can hope to match. `model` is the spec the oracle was built from, or a module whose
+    architecture is re-initialised under the new seed."""
+    from .pipeline import train
+    from .unlearning.forgetting import fresh_copy
+
+    network = model if isinstance(model, ModelSpec) else fresh_copy(model, seed + FLOOR_OFFSET)
+    return train(data, network, recipe, seed + FLOOR_OFFSET, split, runtime=runtime, store=store)
+
+
+def evaluate(model, oracle, split: ForgetSplit, data: ImageDataset | None = None, *, original=None, floor=None,
+             mia: str = "mia_entropy", attacks: tuple[str, ...] | None = None, runtime: Runtime | None = None,
+             seed: int = 0) -> dict:
+    """Every metric of `model` against `oracle` (each an nn.Module, a Checkpoint or, for the model, the
+    UnlearnResult of `uk.unlearn`, whose run record gives the run-time figures), on the data `split` indexes.
+
+    With `original` (the model before unlearning) and `floor` (a second oracle, `uk.noise_floor`), the result
+    also holds what doing nothing scores (`nothing`), what the floor scores (`floor`), and the closing fractions
+    `closing` = (nothing − model) / (nothing − floor) for Avg.Gap and KL: the bench's summary for one run.
+    """
+    from .bench.verdict import closing_fraction
+    from .evaluation.protocol import evaluate as protocol
+
+    data = data if data is not None else split.dataset
+    if data is None:
+        raise ConfigError("evaluate() needs the dataset the split indexes: pass data=")
+    runtime = runtime or Runtime.create()
+    network, record = _model_and_record(model, "model")
+    oracle_net, oracle_record = _model_and_record(oracle, "oracle")
+    original_net = _model_and_record(original, "original")[0] if original is not None else None
+
+    def against_oracle(net, run_record):
+        return protocol(net, oracle_net, split, data, runtime, original_net, run_record, oracle_record, mia, attacks,
+                        seed)
+
+    result = against_oracle(network, record)
+    if original_net is not None and floor is not None:
+        floor_net, floor_record = _model_and_record(floor, "floor")
+        result["nothing"] = against_oracle(original_net, {"wall_time_s": 0.0, "sample_passes": 0})
+        result["floor"] = against_oracle(floor_net, floor_record)
+        result["closing"] = {k: closing_fraction(result["nothing"][k], result["floor"][k], result[k])
+                             for k in ("avg_gap", "kl_forget")}
+    return result
+
+
+def verdict(original, unlearned, split: ForgetSplit, data: ImageDataset | None = None,
+            runtime: Runtime | None = None, seed: int = 0) -> dict:
+    """The oracle-free verdict of an unlearning run (`evaluation.oracle_free.verdict`): forgotten / not yet /
+    model damaged, with the signals it rests on before and after."""
+    from .evaluation.oracle_free import verdict as judge
+
+    data = data if data is not None else split.dataset
+    if data is None:
+        raise ConfigError("verdict() needs the dataset the split indexes: pass data=")
+    runtime = runtime or Runtime.create()
+    before, _ = _model_and_record(original, "original")
+    after, _ = _model_and_record(unlearned, "unlearned")
+    return judge(before.to(runtime.device), after.to(runtime.device), split, data, runtime, seed)
+
+
+def bench(data: ImageDataset, model: str | ModelSpec, forget: tuple[str, ...] | list[str] = ("random:0.1",),
+          methods: list[str] | None = None, seeds: tuple[int, ...] | list[int] = (0, 1, 2),
+          recipe: TrainRecipe | dict | None = None, out: Path | None = None, store: Path | None = None,
+          runtime: Runtime | None = None, mia: str = "mia_entropy") -> dict:
+    """The bench on a user's own dataset object: for each forget spec, the original, the oracle and the noise
+    floor (trained or found in the store), every method at its defaults, the tables, the HTML report and each
+    scenario's verdict in words. `model` is a registered model name or a ModelSpec (the bench builds a fresh one
+    per seed). Returns what `bench.bench` returns."""
+    from .bench import BenchConfig
+    from .bench import bench as run
+    from .config import as_recipe
+    from .models import spec_for
+
+    spec = model if isinstance(model, ModelSpec) else spec_for(model, data)
+    recipe = as_recipe(recipe, data.recipe)
+    names = [f"{data.name}-{spec_text.replace(':', '').replace(',', '_')}" for spec_text in forget]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"forget specs must differ, got {list(forget)}")
+    config = BenchConfig(scenarios=[{"name": n, "data": data.name, "model": spec.name, "forget": f}
+                                    for n, f in zip(names, forget)], methods=methods, seeds=list(seeds), mia=mia)
+    return run(config, runtime or Runtime.create(), out, store, {n: (data, spec, recipe) for n in names})

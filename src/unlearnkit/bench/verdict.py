@@ -1,0 +1,51 @@
+"""The bench in words: per scenario, how much of the way from doing nothing to the noise floor each method
+closes, and which method comes closest to the oracle.
+
+    closing fraction = (gap of doing nothing − gap of the method) / (gap of doing nothing − gap of the floor)
+
+for Avg.Gap and for KL(oracle ‖ model) on D_f, from the scenario's mean rows: 1 means the method is as close to
+the oracle as a second oracle (RT′, another seed) is; 0 means no closer than the original model; above 1, closer
+than the floor (within noise of it); below 0, further than doing nothing. Where doing nothing is already within
+the floor on both, there is nothing to forget and no fraction is given.
+"""
+from __future__ import annotations
+
+import math
+
+from .runner import NOISE_FLOOR, ORACLE, ORIGINAL, REFERENCE_ROWS
+
+CLOSED = ("avg_gap", "kl_forget")
+
+
+def closing_fraction(nothing: float, floor: float, value: float) -> float:
+    """(nothing − value) / (nothing − floor); NaN when doing nothing is already within the floor."""
+    if any(v is None or math.isnan(v) for v in (nothing, floor, value)) or nothing <= floor:
+        return math.nan
+    return (nothing - value) / (nothing - floor)
+
+
+def assess(rows: list[dict]) -> dict:
+    """Add `closing_avg_gap` and `closing_kl_forget` to every method row of one scenario's summary, and return
+    the scenario's verdict: whether there is anything to forget, and the method closest to the oracle."""
+    by_name = {r["method"]: r for r in rows}
+    nothing, floor = by_name.get(ORIGINAL), by_name.get(NOISE_FLOOR)
+    if nothing is None or floor is None:
+        return {"nothing_to_forget": None, "closest": None, "sentence": "no Original or RT′ row to compare with"}
+    empty = all(nothing[k] <= floor[k] for k in CLOSED)
+    for row in rows:
+        for key in CLOSED:
+            row[f"closing_{key}"] = (math.nan if row["method"] in (ORACLE, NOISE_FLOOR, ORIGINAL) or empty
+                                     else closing_fraction(nothing[key], floor[key], row[key]))
+    methods = [r for r in rows if r["method"] not in REFERENCE_ROWS and not math.isnan(r["avg_gap"])]
+    if empty:
+        sentence = (f"Nothing to forget: doing nothing is already within the noise floor (Avg.Gap "
+                    f"{nothing['avg_gap']:.2f} vs RT′ {floor['avg_gap']:.2f}, KL {nothing['kl_forget']:.3f} vs "
+                    f"{floor['kl_forget']:.3f}).")
+        return {"nothing_to_forget": True, "closest": None, "sentence": sentence}
+    if not methods:
+        return {"nothing_to_forget": False, "closest": None, "sentence": "no method finished"}
+    # Closest to the oracle: the smallest sum of the two gaps, each relative to doing nothing's.
+    closest = min(methods, key=lambda r: sum(r[k] / max(nothing[k], 1e-12) for k in CLOSED))
+    sentence = (f"Closest to the oracle: {closest['method']}, closing {closest['closing_avg_gap']:.0%} of the way to "
+                f"the floor in Avg.Gap and {closest['closing_kl_forget']:.0%} in KL.")
+    return {"nothing_to_forget": False, "closest": closest["method"], "sentence": sentence}

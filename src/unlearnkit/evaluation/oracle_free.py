@@ -1,0 +1,142 @@
+"""Signals a user has without an oracle: how the forget set compares with data the model never saw.
+
+Used by the engine's calibration (when to stop forgetting) and by the verdict printed after every `forget`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def logit_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """LiRA's logit-scaled confidence φ = log(p_y / (1 − p_y)) = z_y − logsumexp_{k≠y} z_k, in float64.
+
+    A monotone function of the loss (l = log(1 + e^−φ)), so it ranks samples as the loss does, but it keeps
+    that ranking where the loss rounds to 0: a confident model's float32 losses tie at 0 for most samples."""
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    labels = torch.as_tensor(labels).reshape(-1, 1).long().to(z.device)
+    true = z.gather(1, labels).squeeze(1)
+    others = z.scatter(1, labels, float("-inf"))
+    return true - torch.logsumexp(others, dim=1)
+
+
+def membership_auc(forget_scores, heldout_scores) -> float:
+    """The AUC of a threshold membership attack telling D_f (members, positives) from held-out data
+    (negatives), a higher score (the logit-scaled confidence φ of the true class) meaning member:
+
+        AUC = P(φ_f > φ_h) + P(φ_f = φ_h) / 2   over pairs (f in D_f, h in held-out)
+
+    0.5 when the forget set looks like unseen data (what the oracle scores); 1 when every forget sample fits
+    better than every held-out one; below 0.5 when forgetting overshot (the forget set now looks *less* like
+    training data than unseen data does, itself a tell). NaN when either set is empty.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    f = np.asarray(torch.as_tensor(forget_scores, dtype=torch.float64).cpu()).reshape(-1)
+    h = np.asarray(torch.as_tensor(heldout_scores, dtype=torch.float64).cpu()).reshape(-1)
+    if not len(f) or not len(h):
+        return math.nan
+    labels = np.concatenate([np.ones(len(f)), np.zeros(len(h))])
+    return float(roc_auc_score(labels, np.concatenate([f, h])))
+
+
+def auc_tolerance(n_forget: int, n_heldout: int, z: float = 1.0) -> float:
+    """z standard errors of the AUC of two same-distribution samples of these sizes (Hanley & McNeil 1982 at
+    AUC = 0.5): SE = sqrt((n_f + n_h + 1) / (12 n_f n_h))."""
+    if n_forget < 1 or n_heldout < 1:
+        return math.nan
+    return z * math.sqrt((n_forget + n_heldout + 1) / (12 * n_forget * n_heldout))
+
+
+# --- The verdict printed after every `forget` --------------------------------------------------------------
+
+DAMAGE_POINTS = 5.0  # accuracy lost on the data that stays beyond this is a damaged model
+CLASS_TARGET = 1.0   # % forget accuracy at which a forgotten class counts as gone (an unseen class scores ~0)
+REMAIN_SAMPLE = 5000
+
+
+def _sample(view, cap: int, seed: int):
+    view = view.eval()
+    if len(view) <= cap:
+        return view
+    chosen = torch.randperm(len(view), generator=torch.Generator().manual_seed(seed))[:cap].sort().values
+    return view.__class__(view.dataset, view.part, view.indices[chosen], False)
+
+
+@torch.no_grad()
+def _outputs(model, view, runtime) -> dict[str, torch.Tensor]:
+    """Per-sample cross-entropy, true-class confidence, logit-scaled confidence and correctness, eval mode."""
+    from ..training import predict
+
+    logits, labels = predict(model, view, runtime)
+    log_p = torch.log_softmax(logits.double(), dim=1)
+    true = log_p.gather(1, labels.view(-1, 1)).squeeze(1)
+    return {"loss": -true, "confidence": true.exp(), "phi": logit_confidence(logits, labels),
+            "correct": logits.argmax(1) == labels}
+
+
+def signals(model, split, dataset, runtime, seed: int = 0) -> dict:
+    """What a user can measure without an oracle: the forget set against the held-out (test) set, and the
+    accuracy on what stays (D_r, sampled; the test split, of the retained classes for class-wise forgetting)."""
+    forget, heldout = dataset.train(split.forget).eval(), dataset.test()
+    if split.kind == "class":
+        keep = ~torch.isin(heldout.labels.cpu(), torch.as_tensor(list(split.forgotten_classes)))
+        heldout = heldout.__class__(heldout.dataset, heldout.part, heldout.indices[keep], False)
+    f, h = _outputs(model, forget, runtime), _outputs(model, heldout, runtime)
+    r = _outputs(model, _sample(dataset.train(split.remain), REMAIN_SAMPLE, seed), runtime)
+    mean = {name: {k: v.double().mean().item() for k, v in o.items()} for name, o in (("f", f), ("h", h), ("r", r))}
+    return {"forget_loss": mean["f"]["loss"], "heldout_loss": mean["h"]["loss"],
+            "loss_gap": mean["h"]["loss"] - mean["f"]["loss"],
+            "forget_confidence": mean["f"]["confidence"], "heldout_confidence": mean["h"]["confidence"],
+            "confidence_gap": mean["f"]["confidence"] - mean["h"]["confidence"],
+            "membership_auc": membership_auc(f["phi"], h["phi"]),
+            "forget_acc": 100 * mean["f"]["correct"], "heldout_acc": 100 * mean["h"]["correct"],
+            "remain_acc": 100 * mean["r"]["correct"], "sizes": {"forget": len(forget), "heldout": len(heldout)}}
+
+
+def verdict(original, unlearned, split, dataset, runtime, seed: int = 0, unrolling: dict | None = None) -> dict:
+    """The oracle-free verdict of one unlearning run: the signals before and after, their changes, Thudi et al.'s
+    unlearning-error proxy where it applies (`unrolling`, from `evaluation.unrolling.unlearning_error_proxy`),
+    and one line: forgotten / not yet / model damaged.
+
+    - model damaged: the remain accuracy or the held-out accuracy (retained classes) fell by more than 5 points;
+    - class-wise: forgotten when the forget accuracy is at most 1% (a class the model never saw is not predicted);
+    - random: forgotten when the membership AUC (logit-scaled confidence, forget vs held-out) is within one
+      standard error of 0.5 (chance): the forget set looks like data the model never saw; above it, not yet.
+    """
+    before, after = signals(original, split, dataset, runtime, seed), signals(unlearned, split, dataset, runtime, seed)
+    tolerance = auc_tolerance(after["sizes"]["forget"], after["sizes"]["heldout"])
+    change = {k: after[k] - before[k] for k in ("remain_acc", "heldout_acc", "forget_acc", "membership_auc")}
+    if change["remain_acc"] < -DAMAGE_POINTS or change["heldout_acc"] < -DAMAGE_POINTS:
+        word = "model damaged"
+        reason = (f"accuracy on what stays fell: remain {change['remain_acc']:+.1f} points, held-out "
+                  f"{change['heldout_acc']:+.1f} points")
+    elif split.kind == "class":
+        gone = after["forget_acc"] <= CLASS_TARGET
+        word = "forgotten" if gone else "not yet"
+        reason = f"forget accuracy {after['forget_acc']:.1f}% ({'<=' if gone else '>'} {CLASS_TARGET}%)"
+    else:
+        gone = after["membership_auc"] <= 0.5 + tolerance
+        word = "forgotten" if gone else "not yet"
+        reason = (f"membership AUC, forget vs held-out: {before['membership_auc']:.3f} -> "
+                  f"{after['membership_auc']:.3f} ({'within' if gone else 'above'} 0.5 + {tolerance:.3f})")
+    return {"verdict": word, "reason": reason, "line": f"{word}: {reason}", "before": before, "after": after,
+            "change": change, "auc_tolerance": tolerance, "unrolling": unrolling}
+
+
+def tail_share(forget_scores, heldout_scores, quantile: float = 0.1) -> float:
+    """The share of D_f whose logit-scaled confidence φ falls below the held-out set's `quantile`-quantile:
+
+        tail = mean over f in D_f of 1[φ_f < Q_q(φ_h)]
+
+    `quantile` for data the model never saw (the held-out set itself, and an exchangeable forget set); below it
+    when the forget set's hard examples were memorised (fit far better than unseen hard examples are). The low
+    tail is where memorisation shows (Carlini et al.'s case for low false-positive rates), and it is robust to a
+    held-out set whose bulk is easier or harder than the training data (MNIST's test split is cleaner)."""
+    f = torch.as_tensor(forget_scores, dtype=torch.float64).reshape(-1)
+    h = torch.as_tensor(heldout_scores, dtype=torch.float64).reshape(-1)
+    if not len(f) or not len(h):
+        return math.nan
+    return (f < torch.quantile(h, quantile)).double().mean().item()

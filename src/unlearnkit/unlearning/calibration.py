@@ -1,0 +1,271 @@
+"""Calibration without an oracle: one stopping and strength rule in the engine that decides how far every
+gradient method forgets, from signals a user has without retraining.
+
+- Random-subset forgetting: the forget set should look like data the model never saw. At regular checks the
+  rule compares a fixed sample of D_f with a fixed held-out sample (the test split, or a validation split given
+  to `unlearn`) by the logit-scaled confidence of the true class (LiRA's φ). Criterion "auc" (the default):
+  a threshold membership attack on φ is at chance, AUC <= 0.5 (and within `auc_z` standard errors of 0.5 at the
+  start, there is nothing to forget). Criterion "error": the forget error reaches the held-out error (SCRUB+R's
+  rewinding rule, Kurmanji et al. 2023). Criterion "loss": the mean forget loss reaches the held-out mean.
+- Class-wise forgetting: a class the model never saw is never predicted, so the target is a forget accuracy of
+  at most `class_target` percent.
+- Strength: once a check meets the target, the straight stretch of weights from the last good check to it is
+  bisected (`refine` halvings) for the point nearest the good end that still meets it: the least change that
+  forgets, rather than wherever the check grid happened to land.
+- Safety: if the remain accuracy (on a fixed sample of D_r) falls more than `max_remain_drop` points below its
+  value at the start, the step size is too large for this problem: the rule rewinds to the last good check,
+  clears the optimiser's momentum, halves the learning rate and goes on (at most `backoffs` times; then it stops
+  at the last good check). An overshoot of the "auc" target (AUC below 0.5 by more than `auc_z` standard errors:
+  the forget set now looks *less* like training data than unseen data does, itself a tell) backs off the same
+  way. So the step size adapts to the problem; the default is a large one that back-offs can bring down.
+
+Every check, back-off, refinement and the decision are recorded in the run's details.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..evaluation.oracle_free import auc_tolerance, membership_auc, tail_share
+from .context import Context
+from .params import Field, Params
+
+
+class CalibrationParams(Params):
+    calibrate: bool = Field(True, description="stop by the oracle-free rule (below); off: run the whole budget")
+    criterion: Literal["auc", "tail", "error", "loss"] = Field(
+        "auc", description="random forgetting: D_f vs held-out by the membership AUC of φ, the low tail of φ, the "
+                           "error rate, or the mean loss")
+    tail: float = Field(0.1, gt=0, lt=0.5, description="'tail': the held-out quantile of φ whose share of D_f "
+                                                       "below it should reach the quantile itself")
+    auc_z: float = Field(1.0, ge=0, description="within auc_z standard errors of the target at the start there is "
+                                                "nothing to forget; past it by as much, the run overshot")
+    class_target: float = Field(1.0, ge=0, le=100, description="class-wise: stop at this forget accuracy (%)")
+    checks: int = Field(10, ge=1, description="checks spread over the run's planned steps")
+    probe_samples: int = Field(512, ge=8, description="most samples a check uses from D_f, and as many from the "
+                                                      "held-out set and from D_r (forward passes, a third of a "
+                                                      "sample pass each; reserved from the budget)")
+    max_remain_drop: float = Field(3.0, ge=0, description="the remain accuracy may fall this many points; beyond, "
+                                                          "the run rewinds and backs off")
+    backoffs: int = Field(3, ge=0, description="times a check that finds damage (or, 'auc', an overshoot below "
+                                               "0.5) rewinds to the last good check and halves the step size "
+                                               "before the run stops there")
+    refine: int = Field(4, ge=0, description="halvings of the last stretch of weights between the last good check "
+                                             "and the one that met the target, to land where it is first met")
+
+
+@dataclass
+class Check:
+    step: int
+    sample_passes: int
+    forget_acc: float
+    heldout_acc: float
+    remain_acc: float
+    forget_loss: float
+    heldout_loss: float
+    auc: float
+    tail: float
+    met: bool
+
+
+def _fixed_sample(view, cap: int, seed: int):
+    """At most `cap` samples of `view`, the same at every check (test-time transforms)."""
+    view = view.eval()
+    if len(view) <= cap:
+        return view
+    chosen = torch.randperm(len(view), generator=torch.Generator().manual_seed(seed))[:cap].sort().values
+    return view.__class__(view.dataset, view.part, view.indices[chosen], False)
+
+
+PROBE_SHARE = 0.3  # the checks may take at most this share of the budget
+MIN_PROBE = 16
+
+
+def probe_size(ctx: Context) -> int:
+    """Samples a check takes from D_f and from the held-out set (and half as many from D_r): at most
+    probe_samples, no more than D_f or the held-out set holds, and few enough that all the checks stay within
+    PROBE_SHARE of the budget on a small problem."""
+    hp = ctx.hp
+    checks = hp["checks"] + 2 + hp["refine"]
+    affordable = PROBE_SHARE * hp["budget"] * ctx.recipe.epochs * len(ctx.remain) / (checks * 2.5 / 3)
+    return max(MIN_PROBE, int(min(hp["probe_samples"], len(ctx.forget), len(ctx.heldout), affordable)))
+
+
+def probe_reserve(ctx: Context) -> float:
+    """Sample passes the checks of a calibrated run cost (forward passes at a third each), kept out of the
+    budget its steps are planned from."""
+    if not ctx.hp.get("calibrate"):
+        return 0.0
+    return (ctx.hp["checks"] + 2 + ctx.hp["refine"]) * 2.5 * probe_size(ctx) / 3
+
+
+def _between(start: dict, end: dict, t: float) -> dict:
+    """Weights t of the way from `start` to `end` (integer buffers, such as BatchNorm's step count, from `end`)."""
+    return {k: torch.lerp(start[k], end[k], t) if end[k].is_floating_point() else end[k] for k in end}
+
+
+class Calibrator:
+    """Called by a gradient geometry at every step boundary (`__call__` returns True to stop); `finish` keeps
+    the chosen weights and records the decision in ctx.state['calibration']."""
+
+    def __init__(self, ctx: Context, total_steps: int, stepper=None, align: int = 1):
+        hp = ctx.hp
+        self.stepper, self.backoffs, self.events, self._good = stepper, 0, [], None
+        self.hp, self.total = hp, max(total_steps, 1)
+        # Checks land every `every` steps, a multiple of `align` (fast-slow: just before a forget step, when the
+        # remain steps have repaired the last one).
+        self.every = align * max(1, math.ceil(self.total / hp["checks"] / align))
+        self.classwise = ctx.split_kind == "class"
+        cap = probe_size(ctx)
+        self.forget = _fixed_sample(ctx.forget, cap, ctx.seed)
+        self.remain = _fixed_sample(ctx.remain, max(MIN_PROBE, cap // 2), ctx.seed + 1)
+        heldout = ctx.heldout
+        if self.classwise:  # held-out samples of the classes that stay
+            forgotten = torch.as_tensor(sorted(set(ctx.forget.labels.tolist())))
+            keep = ~torch.isin(heldout.labels.cpu(), forgotten)
+            heldout = heldout.__class__(heldout.dataset, heldout.part, heldout.indices[keep], False)
+        self.heldout = _fixed_sample(heldout, cap, ctx.seed + 2)
+        self.tolerance = auc_tolerance(len(self.forget), len(self.heldout), hp["auc_z"])
+        self.tail_tolerance = hp["auc_z"] * math.sqrt(hp["tail"] * (1 - hp["tail"]) / len(self.forget))
+        self.checks: list[Check] = []
+        self.previous: dict | None = None  # the weights at the last good check, to rewind to
+        self.decision = "the whole budget ran (calibration off)"
+        self.chosen_step = None
+        self.stopped = False
+
+    def _probe(self, ctx: Context, view) -> tuple[torch.Tensor, torch.Tensor]:
+        scores, correct = ctx.task.probe(ctx, view)
+        ctx.forward_passes += len(view)
+        return scores, correct
+
+    def _measure(self, ctx: Context, step: int) -> Check:
+        f_phi, f_ok = self._probe(ctx, self.forget)
+        h_phi, h_ok = self._probe(ctx, self.heldout)
+        _, r_ok = self._probe(ctx, self.remain)
+        auc = membership_auc(f_phi, h_phi)
+        tail = tail_share(f_phi, h_phi, self.hp["tail"])
+        f_loss, h_loss = F.softplus(-f_phi), F.softplus(-h_phi)  # the loss, from φ: l = log(1 + e^-φ)
+        forget_acc, heldout_acc = 100 * f_ok.float().mean().item(), 100 * h_ok.float().mean().item()
+        if self.classwise:
+            met = forget_acc <= self.hp["class_target"]
+        elif self.hp["criterion"] == "tail":
+            met = tail >= self.hp["tail"] - (self.tail_tolerance if step == 0 else 0)
+        elif self.hp["criterion"] == "auc":
+            met = auc <= (0.5 + self.tolerance if step == 0 else 0.5)
+        elif self.hp["criterion"] == "error":
+            met = forget_acc <= heldout_acc
+        else:
+            met = f_loss.mean().item() >= h_loss.mean().item()
+        return Check(step, ctx.sample_passes + ctx.forward_passes // 3, forget_acc, heldout_acc,
+                     100 * r_ok.float().mean().item(), f_loss.mean().item(), h_loss.mean().item(), auc, tail, met)
+
+    def __call__(self, ctx: Context, step: int, last: bool = False) -> bool:
+        """Check at step 0, every `every` steps and at the end; True means stop now (and at every later call)."""
+        if self.stopped:
+            return True
+        self.stopped = self._check(ctx, step, last)
+        return self.stopped
+
+    def _target(self, check: Check) -> str:
+        if self.classwise:
+            return f"forget accuracy {check.forget_acc:.1f}% <= {self.hp['class_target']}%"
+        q = self.hp["tail"]
+        return {"tail": f"{check.tail:.1%} of D_f below the held-out {q:.0%} quantile of φ "
+                        f">= {q - (self.tail_tolerance if check.step == 0 else 0):.1%}",
+                "auc": f"membership AUC {check.auc:.3f} <= {0.5 + (self.tolerance if check.step == 0 else 0):.3f}",
+                "error": f"forget accuracy {check.forget_acc:.1f}% <= held-out {check.heldout_acc:.1f}%",
+                "loss": f"forget loss {check.forget_loss:.3f} >= held-out {check.heldout_loss:.3f}",
+                }[self.hp["criterion"]]
+
+    def _check(self, ctx: Context, step: int, last: bool) -> bool:
+        if not self.hp["calibrate"] or not (step == 0 or last or step % self.every == 0):
+            return False
+        if self.checks and self.checks[-1].step == step:  # the last step was also a regular check
+            if last:
+                self.decision, self.chosen_step = f"budget spent before the target (last check at step {step})", step
+            return False
+        check = self._measure(ctx, step)
+        self.checks.append(check)
+        start, good = self.checks[0], self.good
+        if step > 0 and check.remain_acc < start.remain_acc - self.hp["max_remain_drop"]:
+            damage = (f"remain accuracy fell from {start.remain_acc:.1f}% to {check.remain_acc:.1f}% at step {step}")
+            if not last and self._back_off(ctx, damage):
+                return False
+            left = "no step left in the budget" if last else "no step size left to try"
+            self._rewind(ctx, f"{damage}: rewound to step {good.step}, the last check before the damage, with {left}")
+            return True
+        overshot = not self.classwise and (
+            self.hp["criterion"] == "auc" and check.auc < 0.5 - self.tolerance
+            or self.hp["criterion"] == "tail" and check.tail > self.hp["tail"] + self.tail_tolerance)
+        if check.met and overshot and step > 0 and not last:
+            past = (f"membership AUC {check.auc:.3f} < {0.5 - self.tolerance:.3f}" if self.hp["criterion"] == "auc"
+                    else f"{check.tail:.1%} of D_f in the held-out tail > {self.hp['tail'] + self.tail_tolerance:.1%}")
+            if self._back_off(ctx, f"overshot at step {step} ({past})"):
+                return False
+        if check.met:
+            if step == 0:
+                self.decision, self.chosen_step = f"nothing to forget: at the start, {self._target(check)}", 0
+            else:
+                where = self._refine(ctx, check)
+                self.decision, self.chosen_step = (f"target reached at step {step} ({self._target(check)}); kept "
+                                                   f"{where:.3f} of the stretch from step {good.step}"), step
+            return True
+        self.good, self.previous = check, {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        if last:
+            self.decision, self.chosen_step = f"budget spent before the target (last check at step {step})", step
+        return False
+
+    @property
+    def good(self) -> Check:
+        """The last check that neither damaged the model nor overshot: where a rewind goes."""
+        return self._good if self._good is not None else self.checks[0]
+
+    @good.setter
+    def good(self, check: Check) -> None:
+        self._good = check
+
+    def _back_off(self, ctx: Context, reason: str) -> bool:
+        """Rewind to the last good check and halve the step size, if any halving is left; True if it did."""
+        if self.backoffs >= self.hp["backoffs"] or self.stepper is None or self.previous is None:
+            return False
+        self.backoffs += 1
+        ctx.model.load_state_dict(self.previous)
+        self.stepper.scale_lr(0.5)
+        self.events.append(f"{reason}: rewound to step {self.good.step} and halved the step size "
+                           f"({self.backoffs} of {self.hp['backoffs']})")
+        return True
+
+    def _refine(self, ctx: Context, reached: Check) -> float:
+        """Bisect the straight line from the last good check's weights to the weights that met the target, for
+        the point closest to the good end that still meets it (and keeps the remain accuracy): the least change
+        that forgets. Returns where on the line it landed (1: the weights that first met the target)."""
+        if self.previous is None or self.hp["refine"] == 0:
+            return 1.0
+        start, end = self.previous, {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        low, high = 0.0, 1.0
+        for _ in range(self.hp["refine"]):
+            middle = (low + high) / 2
+            ctx.model.load_state_dict(_between(start, end, middle))
+            check = self._measure(ctx, reached.step)
+            safe = check.remain_acc >= self.checks[0].remain_acc - self.hp["max_remain_drop"]
+            if check.met and safe:
+                high = middle
+            else:
+                low = middle
+        ctx.model.load_state_dict(_between(start, end, high))
+        return high
+
+    def _rewind(self, ctx: Context, reason: str) -> None:
+        ctx.model.load_state_dict(self.previous)
+        self.decision, self.chosen_step = reason, self.good.step
+
+    def record(self) -> dict:
+        rule = ("class-wise: forget accuracy <= class_target" if self.classwise else f"random: {self.hp['criterion']}")
+        return {"rule": rule, "decision": self.decision, "stopped_at_step": self.chosen_step,
+                "planned_steps": self.total, "auc_tolerance": self.tolerance, "backoffs": self.events,
+                "probe_sizes": {"forget": len(self.forget), "heldout": len(self.heldout), "remain": len(self.remain)},
+                "checks": [asdict(c) for c in self.checks]}
