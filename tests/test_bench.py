@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from conftest import synthetic_dataset
 from typer.testing import CliRunner
 
 import unlearnkit.bench.runner as runner
@@ -8,7 +9,10 @@ from unlearnkit.bench import bench, load_bench_config
 from unlearnkit.bench.scenarios import BenchConfig
 from unlearnkit.bench.tuning import grid, tune
 from unlearnkit.cli import app
+from unlearnkit.config import TrainRecipe
 from unlearnkit.errors import ConfigError
+from unlearnkit.executor import InProcess
+from unlearnkit.models import spec_for
 
 TINY = {"seeds": [0], "methods": ["ft", "sfron"], "scenarios": [
     {"name": "r20", "forget": "random:0.2", "recipe": {"epochs": 2},
@@ -20,7 +24,8 @@ TINY = {"seeds": [0], "methods": ["ft", "sfron"], "scenarios": [
 def test_bench_writes_the_table_csv_json_and_report(tmp_path, runtime):
     result = bench(BenchConfig(**TINY), runtime, tmp_path / "out")
     md = (tmp_path / "out" / "results.md").read_text()
-    assert "| method | FA | RA | TA | MIA (mia_entropy) | Avg.Gap ↓ | D_KL ↓ | RTE (s) | speed-up | cost |" in md
+    assert ("| method | FA | RA | TA | MIA (mia_entropy) | Avg.Gap ↓ | D_KL ↓ | closes Avg.Gap | closes KL | RTE (s) | "
+            "speed-up | cost |") in md
     for row in ("RT (oracle)", "RT′ (2nd seed)", "Original", "| ft |", "| sfron |"):
         assert row in md
     rows = {r["method"]: r for r in result["summary"]["r20"]}
@@ -86,30 +91,38 @@ def test_bench_cli_rejects_unknown_methods(tmp_path):
     assert result.exit_code == 2 and "unknown method 'nonsense'" in result.stderr
 
 
+# Fine-tuning with the calibration off spends all its budget: 0.2 of a retraining fits a cap of 0.5, 1.0 does not.
+BUDGETS = {"ft": {"lr_scale": [0.3], "budget": [0.2, 1.0], "calibrate": [False]}}
+
+
 def test_tuning_grid_and_seed_rules(tmp_path, runtime):
     space = {"lr": [0.1, 0.01], "epochs": [1, 2, 3]}
-    assert len(grid(space, 100, 0)) == 6 and {"epochs": 3, "lr": 0.01} in grid(space, 100, 0)
-    assert len(grid(space, 4, 0)) == 4 and grid(space, 4, 0) == grid(space, 4, 0)
-    config = BenchConfig(**{**TINY, "scenarios": TINY["scenarios"][1:]})
+    assert len(grid(space)) == 6 and {"epochs": 3, "lr": 0.01} in grid(space) and grid(space) == grid(space)
+    config = BenchConfig(**{**TINY, "scenarios": [{**TINY["scenarios"][1], "search": BUDGETS}]})
     with pytest.raises(ConfigError, match=r"tuning seed\(s\) \[0\] are among the bench's reported seeds"):
         tune(config, ["ft"], [7, 0], runtime, tmp_path)
     result = tune(config, ["ft"], [7], runtime, tmp_path, max_trials=2)
     chosen = result["best"]["c3"]["ft"]
     tried = [t for t in result["trials"] if t["method"] == "ft"]
-    affordable = [t for t in tried if t["cost_ratio"] <= 0.5]  # fine-tuning 4 epochs costs 2 retrainings of 2
-    assert len(tried) == 2 and 0 < len(affordable) < 2
+    assert sorted(t["hp"]["budget"] for t in tried) == [0.2, 1.0]  # a grid that fits is tried whole, once each
+    affordable = [t for t in tried if t["cost_ratio"] <= 0.5]
+    assert [t["hp"]["budget"] for t in affordable] == [0.2]
+    # the cap decides, not the score: the longer fine-tuning is nearer the oracle, and out of budget
+    assert min(tried, key=lambda t: t["relative"])["hp"]["budget"] == 1.0
     assert chosen["relative"] == min(t["relative"] for t in affordable) and not chosen["unmet"]
     nothing = json.loads((tmp_path / "cells" / "c3" / "7" / "original.json").read_text())["metrics"]
     assert chosen["relative"] == pytest.approx(chosen["avg_gap"] / nothing["avg_gap"]
                                                + chosen["kl_forget"] / nothing["kl_forget"])
     assert "| c3 | ft |" in (tmp_path / "tuning.md").read_text()
+    assert (tmp_path / "trials.csv").read_text().splitlines()[0] == \
+        "scenario,method,trial,hp,relative,avg_gap,kl_forget,forget_acc,cost_ratio,rte_s"
 
 
 def test_a_method_no_setting_makes_affordable_is_flagged_not_dropped(tmp_path, runtime):
-    config = BenchConfig(**{**TINY, "scenarios": TINY["scenarios"][1:]})
+    config = BenchConfig(**{**TINY, "scenarios": [{**TINY["scenarios"][1], "search": BUDGETS}]})
     result = tune(config, ["ft"], [7], runtime, tmp_path, max_trials=2, max_cost=0.0)
     chosen = result["best"]["c3"]["ft"]
-    assert chosen["unmet"] == [f"cost {chosen['cost_ratio']:.2f} > 0.0"]
+    assert chosen["unmet"] == [f"cost {chosen['cost_ratio']:.2f} > 0.0"] and chosen["hp"]["budget"] == 0.2
     assert chosen["cost_ratio"] == min(t["cost_ratio"] for t in result["trials"])
     assert f"(cost {chosen['cost_ratio']:.2f} > 0.0)" in (tmp_path / "tuning.md").read_text()
 
@@ -126,8 +139,74 @@ def test_only_selects_scenarios_by_name():
 def test_a_diverging_method_is_a_row_of_the_table_not_the_end_of_the_bench(tmp_path, runtime):
     config = BenchConfig(**{"seeds": [0], "methods": ["ga", "ft"], "scenarios": [
         {"name": "c3", "forget": "class:3", "recipe": {"epochs": 2},
-         "hyperparameters": {"ga": {"lr": 1e38, "clip": 0.0, "epochs": 2}, "ft": {"epochs": 1}}}]})
+         # calibration off: with it on, the safety rule would rewind this step size instead of diverging
+         "hyperparameters": {"ga": {"lr": 1e38, "clip": 0.0, "epochs": 2, "calibrate": False},
+                             "ft": {"epochs": 1}}}]})
     result = bench(config, runtime, tmp_path / "out")
     rows = {r["method"]: r for r in result["summary"]["c3"]}
     assert rows["ga"]["diverged"] == 1 and rows["ft"]["diverged"] == 0
     assert "| ga (diverged on 1 seed(s)) |" in (tmp_path / "out" / "results.md").read_text()
+
+
+# Two scenarios on one user's dataset (passed as objects, as `provided`): they share each seed's original.
+PAIR = {"seeds": [0, 1], "methods": ["ft"], "attacks": ["mia_entropy"],
+        "scenarios": [{"name": "r30", "forget": "random:0.3"}, {"name": "c1", "forget": "class:1"}]}
+# What a cell computes, as opposed to how long it took.
+NUMBERS = ("forget_acc", "remain_acc", "test_acc", "mia_entropy", "avg_gap", "kl_forget", "js_forget",
+           "verification_error", "verification_error_rel", "sample_passes", "cost_ratio", "gaps", "oracle", "steps",
+           "per_class_test_acc")
+
+
+def users_own():
+    data = synthetic_dataset()
+    loaded = (data, spec_for("mlp", data, hidden=(16,)), TrainRecipe(epochs=4, batch_size=32, lr=0.05, augment=False))
+    return {"r30": loaded, "c1": loaded}
+
+
+class Recording(InProcess):
+    """In-process, keeping every batch of jobs it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def map(self, jobs, description="jobs"):
+        self.batches.append((description, list(jobs)))
+        return super().map(jobs, description)
+
+
+def test_models_train_once_each_as_jobs_then_every_cell_is_a_job_in_table_order(tmp_path, runtime):
+    executor = Recording()
+    result = bench(BenchConfig(**PAIR), runtime, tmp_path / "out", provided=users_own(), executor=executor)
+    (models, trainings), (cells, rows) = executor.batches
+    assert (models, cells) == ("bench models", "bench cells")
+    # per seed one original for both scenarios, and each scenario's oracle and second oracle: 2 × (1 + 2 × 2)
+    assert len(trainings) == 10 and len({runner.model_key(j.kwargs) for j in trainings}) == 10
+    assert sum(j.kwargs["split"] is None for j in trainings) == 2
+    assert [j.label for j in rows[:5]] == ["r30 seed 0: RT (oracle)", "r30 seed 0: RT′ (2nd seed)",
+                                           "r30 seed 0: Original", "r30 seed 0: ft", "r30 seed 1: RT (oracle)"]
+    assert len(rows) == 2 * 2 * 4 and {r["method"] for r in result["summary"]["c1"]} == {
+        "RT (oracle)", "RT′ (2nd seed)", "Original", "ft"}
+
+
+def test_the_bench_on_ray_gives_the_in_process_numbers(tmp_path, runtime):
+    pytest.importorskip("ray", reason="ray is not installed (pip install unlearnkit[ray])")
+    from unlearnkit.executor import RayExecutor
+
+    config = BenchConfig(**{**PAIR, "seeds": [0]})
+    local = bench(config, runtime, tmp_path / "local", tmp_path / "local-store", users_own())
+    with RayExecutor(num_cpus=2) as executor:
+        remote = bench(config, runtime, tmp_path / "ray", tmp_path / "ray-store", users_own(), executor)
+    cells = [json.loads((tmp_path / out / "results.json").read_text())["cells"] for out in ("local", "ray")]
+    assert [(c["scenario"], c["seed"], c["method"]) for c in cells[0]] == \
+        [(c["scenario"], c["seed"], c["method"]) for c in cells[1]]
+    assert all(c["metrics"]["forget_acc"] is not None and c["metrics"]["gaps"] for c in cells[0])
+    for a, b in zip(*cells):
+        assert {k: a["metrics"].get(k) for k in NUMBERS} == {k: b["metrics"].get(k) for k in NUMBERS}
+    assert local["verdicts"] == remote["verdicts"]
+
+
+def test_an_executor_with_other_threads_than_the_runtime_is_refused(tmp_path, runtime):
+    with pytest.raises(ConfigError, match="runs jobs with 2 torch thread"):
+        bench(BenchConfig(**PAIR), runtime, tmp_path / "out", provided=users_own(), executor=InProcess(threads=2))
+    assert not (tmp_path / "out" / "cells").exists()

@@ -14,7 +14,7 @@ def __getattr__(name: str):
         from . import data
 
         return getattr(data, name)
-    if name in ("evaluate", "noise_floor", "verdict", "bench"):
+    if name in ("evaluate", "noise_floor", "verdict", "bench", "tune"):
         from . import api
 
         return getattr(api, name)
@@ -29,4 +29,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["unlearn", "load_dataset", "make_split", "from_torch", "train", "spec_for", "load_checkpoint", "Runtime",
-           "evaluate", "noise_floor", "verdict", "bench"]
+           "evaluate", "noise_floor", "verdict", "bench", "tune"]

@@ -94,16 +94,25 @@ def verdict(original, unlearned, split: ForgetSplit, data: ImageDataset | None =
     return judge(before.to(runtime.device), after.to(runtime.device), split, data, runtime, seed)
 
 
-def bench(data: ImageDataset, model: str | ModelSpec, forget: tuple[str, ...] | list[str] = ("random:0.1",),
-          methods: list[str] | None = None, seeds: tuple[int, ...] | list[int] = (0, 1, 2),
-          recipe: TrainRecipe | dict | None = None, out: Path | None = None, store: Path | None = None,
-          runtime: Runtime | None = None, mia: str = "mia_entropy") -> dict:
-    """The bench on a user's own dataset object: for each forget spec, the original, the oracle and the noise
-    floor (trained or found in the store), every method at its defaults, the tables, the HTML report and each
-    scenario's verdict in words. `model` is a registered model name or a ModelSpec (the bench builds a fresh one
-    per seed). Returns what `bench.bench` returns."""
+def tune(data: ImageDataset, model: str | ModelSpec, methods: list[str], forget: tuple[str, ...] | list[str] = (
+         "random:0.1",), seeds: tuple[int, ...] | list[int] = (100,), recipe: TrainRecipe | dict | None = None,
+         max_trials: int = 20, max_cost: float = 0.5, out: Path | None = None, store: Path | None = None,
+         runtime: Runtime | None = None) -> dict:
+    """`unlearnkit tune` on a user's own dataset object: Optuna's TPE over each method's declared grid, against
+    the oracle on the tuning `seeds` (none of which may be a reported one). Returns what `bench.tuning.tune`
+    returns (the best settings per scenario and method, every trial)."""
+    from .artifacts import writable_store
+    from .bench.tuning import tune as run
+
+    config, provided = _scenarios(data, model, forget, methods, [0], recipe)
+    store = writable_store(store)
+    return run(config, methods, list(seeds), runtime or Runtime.create(), Path(out or store / "tune"), store,
+               max_trials, max_cost, provided=provided)
+
+
+def _scenarios(data, model, forget, methods, seeds, recipe, mia: str = "mia_entropy"):
+    """A bench config of one scenario per forget spec on a dataset object, and the objects it is `provided`."""
     from .bench import BenchConfig
-    from .bench import bench as run
     from .config import as_recipe
     from .models import spec_for
 
@@ -114,4 +123,18 @@ def bench(data: ImageDataset, model: str | ModelSpec, forget: tuple[str, ...] | 
         raise ConfigError(f"forget specs must differ, got {list(forget)}")
     config = BenchConfig(scenarios=[{"name": n, "data": data.name, "model": spec.name, "forget": f}
                                     for n, f in zip(names, forget)], methods=methods, seeds=list(seeds), mia=mia)
-    return run(config, runtime or Runtime.create(), out, store, {n: (data, spec, recipe) for n in names})
+    return config, {n: (data, spec, recipe) for n in names}
+
+
+def bench(data: ImageDataset, model: str | ModelSpec, forget: tuple[str, ...] | list[str] = ("random:0.1",),
+          methods: list[str] | None = None, seeds: tuple[int, ...] | list[int] = (0, 1, 2),
+          recipe: TrainRecipe | dict | None = None, out: Path | None = None, store: Path | None = None,
+          runtime: Runtime | None = None, mia: str = "mia_entropy") -> dict:
+    """The bench on a user's own dataset object: for each forget spec, the original, the oracle and the noise
+    floor (trained or found in the store), every method at its defaults, the tables, the HTML report and each
+    scenario's verdict in words. `model` is a registered model name or a ModelSpec (the bench builds a fresh one
+    per seed). Returns what `bench.bench` returns."""
+    from .bench import bench as run
+
+    config, provided = _scenarios(data, model, forget, methods, seeds, recipe, mia)
+    return run(config, runtime or Runtime.create(), out, store, provided)

@@ -66,6 +66,15 @@ ForceOpt = typer.Option(False, "--force", metavar="",
                              "partial state).")
 TaskOpt = typer.Option("classification", "--task", help=" or ".join(TASKS) + ".")
 OnlyOpt = typer.Option(None, "--only", help="Comma-separated scenario names to run (default: all in the file).")
+ExecutorOpt = typer.Option("local", "--executor", help="local (this process) or ray (a Ray cluster: local by "
+                                                       "default, --address for an existing one).")
+AddressOpt = typer.Option(None, "--address", help="With --executor ray: an existing cluster ('auto' or ray://host:port).")
+CpusOpt = typer.Option(1.0, "--cpus-per-job", help="With --executor ray: CPUs reserved by each job.")
+GpusOpt = typer.Option(0.0, "--gpus-per-job", help="With --executor ray: GPUs (or a fraction) reserved by each job.")
+NumCpusOpt = typer.Option(None, "--num-cpus", help="With --executor ray and no --address: the local cluster's CPUs.")
+TunedOpt = typer.Option(False, "--tuned", metavar="",
+                        help="Apply the values `unlearnkit tune` chose for this dataset and forget spec (tuned.yaml), "
+                             "where it has an entry, under any --set. Off: every method runs at its defaults.")
 
 
 def command(fn: Callable) -> Callable:
@@ -206,9 +215,10 @@ def forget(model: Path = typer.Option(..., "--model", help="Checkpoint folder of
            assignments: Optional[list[str]] = SetOpt, config: Optional[Path] = ConfigOpt,
            seed: Optional[int] = typer.Option(None, "--seed",
                                               help="Seed of the split and the method (default: the original's)."),
-           device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt,
+           device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt, tuned: bool = TunedOpt,
            store: Optional[Path] = StoreOpt, force: bool = ForceOpt, as_json: bool = JsonOpt):
-    """Unlearn a forget set from a trained model; writes the unlearned checkpoint and its record."""
+    """Unlearn a forget set from a trained model; writes the unlearned checkpoint and its record and prints the
+    oracle-free verdict (forgotten / not yet / model damaged)."""
     from .artifacts import load_checkpoint, writable_store
     from .config import parse_assignments
     from .pipeline import unlearn_checkpoint
@@ -216,10 +226,12 @@ def forget(model: Path = typer.Option(..., "--model", help="Checkpoint folder of
 
     writable_store(store)
     settings = _settings(config, {"seed": seed})
-    hyperparameters = {**settings.get("hyperparameters", {}), **parse_assignments(assignments)}
+    checkpoint = load_checkpoint(model)
+    overlay = tuned_values(method, (checkpoint.record.get("data") or {}).get("name"), forget_spec) if tuned else {}
+    hyperparameters = {**overlay, **settings.get("hyperparameters", {}), **parse_assignments(assignments)}
     runtime = Runtime.create(device, threads)
     seed = settings.get("seed")
-    result = unlearn_checkpoint(load_checkpoint(model), method, forget_spec, None if seed is None else int(seed),
+    result = unlearn_checkpoint(checkpoint, method, forget_spec, None if seed is None else int(seed),
                                 hyperparameters, runtime, store, force)
     record = result.record
     out = {"checkpoint": str(result.path), "method": method, **record["metrics"],
@@ -228,6 +240,13 @@ def forget(model: Path = typer.Option(..., "--model", help="Checkpoint folder of
            "hyperparameters": record["unlearning"]["hyperparameters"], "verdict": record.get("verdict"),
            "calibration": record["unlearning"].get("calibration")}
     emit(out, as_json, describe_forget(method, out, result.path))
+
+
+def tuned_values(method: str, dataset: str | None, spec: str) -> dict:
+    """The explicit tuned overlay (`--tuned`): what `unlearnkit tune` stored for this method, dataset and spec."""
+    from .unlearning.tuned import tuned
+
+    return tuned(method, dataset, spec)
 
 
 def describe_forget(method: str, out: dict, path) -> str:
@@ -265,7 +284,8 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Checkpoint folder of t
              device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt, as_json: bool = JsonOpt):
     """Evaluate a model against its oracle: FA, RA, TA, MIA, Avg.Gap, KL, verification error, RTE."""
     from .artifacts import finite_json
-    from .evaluation import evaluate_checkpoints, format_report
+    from .evaluation import format_report
+    from .evaluation.checkpoints import evaluate_checkpoints
     from .runtime import Runtime
 
     if seed is not None and seed < 0:
@@ -328,8 +348,10 @@ def bench(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
           out: Optional[Path] = typer.Option(None, "--out",
                                              help="Output folder (default: <store>/bench/<config key>)."),
           forget_class: int = typer.Option(0, "--forget-class", help="With --task generation: the class to forget."),
-          only: Optional[str] = OnlyOpt,
+          only: Optional[str] = OnlyOpt, tuned: bool = TunedOpt,
           task_name: str = TaskOpt, device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt,
+          executor: str = ExecutorOpt, address: Optional[str] = AddressOpt, cpus_per_job: float = CpusOpt,
+          gpus_per_job: float = GpusOpt, num_cpus: Optional[int] = NumCpusOpt,
           store: Optional[Path] = StoreOpt, as_json: bool = JsonOpt):
     """Benchmark methods against the oracle over scenarios and seeds; writes tables and an HTML report.
     Killed and started again, it skips the cells it has finished."""
@@ -352,7 +374,18 @@ def bench(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
         config.seeds = parse_seeds(seeds)
     if quick:
         config.seeds = config.seeds[:1]
-    result = run(config, runtime, out, store)
+    if tuned:
+        from .unlearning.methods import METHODS
+
+        for scenario in config.scenarios:
+            for name in config.methods or METHODS.names():
+                scenario.hyperparameters[name] = {**tuned_values(name, scenario.data, scenario.forget),
+                                                  **scenario.hyperparameters.get(name, {})}
+    from .executor import make_executor
+
+    with make_executor(executor, address, cpus_per_job, gpus_per_job, threads=runtime.threads,
+                       num_cpus=num_cpus) as jobs:
+        result = run(config, runtime, out, store, executor=jobs)
     tables = {scenario: [{k: row[k] for k in ("method", "forget_acc", "remain_acc", "test_acc", row["mia"], "avg_gap",
                                               "kl_forget", "rte_s", "speedup")} for row in rows]
               for scenario, rows in result["summary"].items()}
@@ -385,7 +418,8 @@ def tune(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
          seeds: str = typer.Option("100", "--seeds", help="Comma-separated tuning seeds (the objective is their mean); "
                                                           "none may be a reported seed."),
          max_trials: int = typer.Option(60, "--max-trials",
-                                        help="Grid points per method and scenario at most (seeded sample)."),
+                                        help="Optuna trials per method and scenario (a grid no larger is tried "
+                                             "whole)."),
          max_cost: float = typer.Option(0.5, "--max-cost",
                                         help="Largest compute allowed, as a share of retraining's sample passes."),
          only: Optional[str] = OnlyOpt,
@@ -395,9 +429,14 @@ def tune(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
              None, "--defaults-file", help="Merge the chosen hyperparameters into this tuned-defaults YAML "
                                            "(the package's is src/unlearnkit/unlearning/tuned.yaml)."),
          out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <store>/tune/<seed>)."),
-         device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt, store: Optional[Path] = StoreOpt,
-         as_json: bool = JsonOpt):
-    """Choose each method's hyperparameters per scenario by a small grid search against the oracle."""
+         parallel: Optional[int] = typer.Option(None, "--parallel",
+                                                help="Trials asked of each study at once (default: enough to fill "
+                                                     "the executor)."),
+         device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt, executor: str = ExecutorOpt,
+         address: Optional[str] = AddressOpt, cpus_per_job: float = CpusOpt, gpus_per_job: float = GpusOpt,
+         num_cpus: Optional[int] = NumCpusOpt, store: Optional[Path] = StoreOpt, as_json: bool = JsonOpt):
+    """Choose each method's hyperparameters per scenario against the oracle (Optuna TPE over the declared grids,
+    on held-out seeds, a journal storage that parallel workers share)."""
     from .artifacts import writable_store
     from .bench import load_bench_config, select_scenarios
     from .bench.tuning import best_by_spec, write_bench_file
@@ -417,7 +456,14 @@ def tune(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
         METHODS.get(name)
     tuning_seeds = parse_seeds(seeds)
     out_dir = Path(out or store / "tune")
-    result = run(config, chosen, tuning_seeds, runtime, out_dir, store, max_trials, max_cost)
+    if parallel is not None and parallel < 1:
+        raise ConfigError(f"--parallel must be at least 1, got {parallel}")
+    from .executor import make_executor
+
+    with make_executor(executor, address, cpus_per_job, gpus_per_job, threads=runtime.threads,
+                       num_cpus=num_cpus) as jobs:
+        result = run(config, chosen, tuning_seeds, runtime, out_dir, store, max_trials, max_cost, executor=jobs,
+                     n_parallel=parallel)
     header = ("# Written by `unlearnkit tune`: per dataset and forget spec, each method's hyperparameters that best\n"
               "# matched the oracle on held-out tuning seeds (the runs and their settings: docs/tuning.md).\n")
     if write:
@@ -430,6 +476,32 @@ def tune(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
     best = {s: {m: r["hp"] for m, r in methods.items()} for s, methods in result["best"].items()}
     emit({"best": best, "summary": str(out_dir / "tuning.md"), "trials": str(out_dir / "trials.csv")}, as_json,
          (out_dir / "tuning.md").read_text())
+
+
+@command
+def audit(data: str = DataOpt, root: Optional[str] = RootOpt, model: Optional[str] = ModelOpt,
+          forget_spec: str = typer.Option("random:0.1", "--forget", help="random:0.1 or class:3: the candidate "
+                                                                        "forget set; each member forgets its share"),
+          methods_: str = typer.Option("sfron,ft", "--methods", help="Comma-separated methods to audit."),
+          models_: int = typer.Option(16, "--models", help="Pool size K: members, each on a random half (a "
+                                                            "multiple of 4, at least 8)."),
+          seed: int = typer.Option(0, "--seed", help="Seed of the pool (halves, forget set, members)."),
+          epochs: Optional[int] = EpochsOpt, executor: str = ExecutorOpt, address: Optional[str] = AddressOpt,
+          cpus_per_job: float = CpusOpt, gpus_per_job: float = GpusOpt, device: str = DeviceOpt,
+          threads: Optional[int] = ThreadsOpt, store: Optional[Path] = StoreOpt, as_json: bool = JsonOpt):
+    """Per-example audits of forgetting on model pools: U-LiRA (AUC, TPR at 1% and 0.1% FPR), the NeurIPS'23
+    challenge's per-example ε and KLOM, for each method and two references: oracle vs oracle (chance) and doing
+    nothing. Writes an HTML report with ROC curves, ε histograms and the forget examples most exposed."""
+    from .audit.audit import audit_command
+
+    result = audit_command(data, root, model, forget_spec, methods_, models_, seed, executor, address, cpus_per_job,
+                           gpus_per_job, store, device, threads, recipe={"epochs": epochs} if epochs else None)
+    rows = result["rows"]
+    lines = [f"{'row':<14}{'AUC':>7}{'TPR@1%':>9}{'TPR@0.1%':>10}{'mean ε':>9}{'KLOM p95':>10}"]
+    lines += [f"{r['method']:<14}{r['auc']:>7.3f}{r['tpr_at_1pct_fpr']:>9.3f}{r['tpr_at_0p1pct_fpr']:>10.3f}"
+              f"{r['epsilon']:>9.2f}{r['klom']:>10.2f}" if r.get("auc") is not None else f"{r['method']:<14} "
+              f"{r.get('error', 'n/a')}" for r in rows]
+    emit(result, as_json, "\n".join([*lines, f"report: {result['report']}"]))
 
 
 @command

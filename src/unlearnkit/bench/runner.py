@@ -2,26 +2,31 @@
 
 For each scenario and seed it trains (or finds in the store) the original model, the oracle (retrained on
 the remain set with the same recipe) and a second oracle with another seed (the RT′ row: the noise floor,
-the best any method can hope for). Each method starts from the original's weights. Every finished cell is
-written at once, atomically, under `out/cells/`; a run started again skips the cells it finds.
+the best any method can hope for). Each method starts from the original's weights.
+
+The work is two rounds of independent jobs on an executor (in this process, or on Ray): first every distinct
+model (one job per content key, so no two jobs ever train the same model), then every cell, the reference
+rows and the methods' rows. Every finished cell is written at once, atomically, under `out/cells/`, keyed by
+its content; a run started again skips the cells it finds.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from ..artifacts import atomic_write_text, content_key, finite_json, versions
-from ..config import TrainRecipe
+from ..artifacts import Checkpoint, atomic_write_text, content_key, finite_json, versions, writable_store
+from ..config import TrainRecipe, as_recipe
 from ..data import DATASETS, load_dataset, make_split
 from ..data.images import ImageDataset
+from ..data.splits import ForgetSplit
 from ..errors import ConfigError, DivergenceError
 from ..evaluation.protocol import evaluate
+from ..executor import Executor, InProcess, Job
 from ..models import ModelSpec, spec_for
-from ..pipeline import train
-from ..progress import task
+from ..pipeline import describe_model, train
 from ..runtime import Runtime
 from ..unlearning.engine import unlearn
 from ..unlearning.methods import METHODS
@@ -29,6 +34,7 @@ from .scenarios import BenchConfig, Scenario
 
 ORACLE, NOISE_FLOOR, ORIGINAL = "RT (oracle)", "RT′ (2nd seed)", "Original"
 REFERENCE_ROWS = (ORACLE, NOISE_FLOOR, ORIGINAL)
+NOTHING_DONE = {"wall_time_s": 0.0, "sample_passes": 0}  # the Original row's cost: it does nothing
 
 
 @dataclass
@@ -37,6 +43,31 @@ class Cell:
     seed: int
     method: str
     metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class References:
+    """One scenario and seed: its split, the original model, its oracle and (in the bench) the second oracle."""
+
+    split: ForgetSplit
+    original: Checkpoint
+    oracle: Checkpoint
+    second: Checkpoint | None = None
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every cell of one scenario and seed is measured with; small, so it travels with each job (the
+    dataset, large, is a job argument of its own, which Ray sends once for all jobs)."""
+
+    scenario: str
+    seed: int
+    split: ForgetSplit
+    original: Checkpoint
+    oracle: Checkpoint
+    runtime: Runtime
+    mia: str
+    attacks: tuple[str, ...] | None  # None: every registered attack
 
 
 def load_scenario(scenario: Scenario) -> tuple[ImageDataset, ModelSpec, TrainRecipe]:
@@ -48,7 +79,8 @@ def load_scenario(scenario: Scenario) -> tuple[ImageDataset, ModelSpec, TrainRec
 
 
 def original_and_oracle(scenario: Scenario, loaded, seed: int, runtime: Runtime, store: Path | None):
-    """The split of `seed`, and the original model and its oracle, trained or found in the store."""
+    """The split of `seed`, and the original model and its oracle, trained or found in the store (one after
+    the other, in this process: for the callers that need one pair; the bench trains through an executor)."""
     dataset, model, recipe = loaded
     split = make_split(scenario.forget, dataset, seed)
     original = train(dataset, model, recipe, seed, runtime=runtime, store=store)
@@ -79,69 +111,145 @@ def checked_scenarios(config: BenchConfig, methods: list[str], provided: dict[st
     return loaded
 
 
+def check_threads(executor: Executor, runtime: Runtime) -> None:
+    """Cells are keyed by the runtime's thread count on a CPU: jobs must really run with it."""
+    threads = getattr(executor, "threads", None)
+    if runtime.device.type == "cpu" and threads is not None and threads != runtime.threads:
+        raise ConfigError(f"the executor runs jobs with {threads} torch thread(s) but the runtime has "
+                          f"{runtime.threads}: results are keyed by thread count; make the executor with "
+                          f"threads={runtime.threads}")
+
+
 def run_bench(config: BenchConfig, out_dir: Path, runtime: Runtime, store: Path | None = None,
-              provided: dict[str, tuple] | None = None) -> list[Cell]:
+              provided: dict[str, tuple] | None = None, executor: Executor | None = None) -> list[Cell]:
+    """Every cell of the bench, in the order scenario × seed × (reference rows, methods), computed as jobs on
+    `executor` (default: in this process) or found in `out_dir`. The same config gives the same numbers on any
+    executor."""
     methods = config.methods or default_methods()
     loaded = checked_scenarios(config, methods, provided)
+    executor = executor or InProcess()
+    check_threads(executor, runtime)
+    store = writable_store(store)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.json", json.dumps({"config": config.model_dump(), "methods": methods,
                                                            "versions": versions(), "device": str(runtime.device),
                                                            "threads": runtime.threads}, indent=2))
-    cells: list[Cell] = []
-    total = len(config.scenarios) * len(config.seeds) * (len(methods) + 1)
-    with task("bench", total) as advance:
-        for scenario in config.scenarios:
-            for seed in config.seeds:
-                cells += _seed_cells(config, scenario, loaded[scenario.name], seed, methods, out_dir, runtime, store,
-                                     advance)
-    return cells
+    references = reference_models(config.scenarios, loaded, config.seeds, runtime, store, executor,
+                                  config.noise_floor_offset)
+    jobs = []
+    for scenario in config.scenarios:
+        for seed in config.seeds:
+            jobs += _seed_jobs(config, scenario, loaded[scenario.name], references[scenario.name, seed], seed,
+                               methods, out_dir, runtime, store)
+    return executor.map(jobs, "bench cells")
 
 
-def _seed_cells(config: BenchConfig, scenario: Scenario, loaded, seed: int, methods: list[str], out_dir: Path,
-                runtime: Runtime, store: Path | None, advance) -> list[Cell]:
-    """The reference rows and every method's row of one scenario and seed."""
-    dataset, model, recipe = loaded
-    advance(0, info=f"{scenario.name} seed {seed}: original and oracles")
-    split, original, oracle = original_and_oracle(scenario, loaded, seed, runtime, store)
-    second = train(dataset, model, recipe, seed + config.noise_floor_offset, split, runtime=runtime, store=store)
-    oracle_net = oracle.load_model()
-    base = {"scenario": scenario.name, "seed": seed, "original": original.record["key"],
-            "oracle": oracle.record["key"], "mia": config.mia, "attacks": config.attacks,
+def reference_models(scenarios: list[Scenario], loaded: dict[str, tuple], seeds: list[int], runtime: Runtime,
+                     store: Path, executor: Executor, second_offset: int | None = None
+                     ) -> dict[tuple[str, int], References]:
+    """Per (scenario, seed): the split, and the original and its oracle trained or found in the store (and a
+    second oracle with seed + `second_offset`, when given), every distinct model by one job."""
+    splits = {(s.name, seed): _without_data(make_split(s.forget, loaded[s.name][0], seed))
+              for s in scenarios for seed in seeds}
+    wanted: dict[tuple, dict] = {}
+    for s in scenarios:
+        dataset, model, recipe = loaded[s.name]
+        for seed in seeds:
+            split = splits[s.name, seed]
+            base = {"dataset": dataset, "model": model, "recipe": recipe, "runtime": runtime, "store": store}
+            wanted[s.name, seed, "original"] = {**base, "seed": seed, "split": None}
+            wanted[s.name, seed, "oracle"] = {**base, "seed": seed, "split": split}
+            if second_offset is not None:
+                wanted[s.name, seed, "second"] = {**base, "seed": seed + second_offset, "split": split}
+    trained = train_distinct(wanted, executor)
+    return {(s.name, seed): References(splits[s.name, seed], trained[s.name, seed, "original"],
+                                       trained[s.name, seed, "oracle"], trained.get((s.name, seed, "second")))
+            for s in scenarios for seed in seeds}
+
+
+def train_distinct(wanted: dict[Any, dict], executor: Executor) -> dict[Any, Checkpoint]:
+    """Train or find every model in `wanted` ({name: `pipeline.train`'s arguments}). Names that describe the same
+    model (scenarios that share an original, say) share one job: two jobs training one model at once would
+    race for its folder and its resume file."""
+    jobs: dict[str, Job] = {}
+    keys = {}
+    for name, kwargs in wanted.items():
+        key = model_key(kwargs)
+        keys[name] = key
+        if key not in jobs:
+            kind = "original" if kwargs["split"] is None else "oracle"
+            jobs[key] = Job(train, kwargs, f"{kind} {describe_model(kwargs['model'])['name']} seed {kwargs['seed']}")
+    done = dict(zip(jobs, executor.map(list(jobs.values()), "bench models")))
+    return {name: done[key] for name, key in keys.items()}
+
+
+def model_key(kwargs: dict) -> str:
+    """What makes `pipeline.train` train another model (the runtime and store are the same for every job)."""
+    dataset, split = kwargs["dataset"], kwargs["split"]
+    return content_key({"data": dataset.fingerprint, "model": describe_model(kwargs["model"]),
+                        "recipe": as_recipe(kwargs["recipe"], dataset.recipe).model_dump(), "seed": kwargs["seed"],
+                        "split": split.fingerprint if split is not None else None})
+
+
+def _without_data(split: ForgetSplit) -> ForgetSplit:
+    # Jobs get the dataset as an argument of its own; a split carrying it would send it again with every split.
+    return dataclasses.replace(split, dataset=None)
+
+
+def _seed_jobs(config: BenchConfig, scenario: Scenario, loaded, refs: References, seed: int, methods: list[str],
+               out_dir: Path, runtime: Runtime, store: Path) -> list[Job]:
+    """The jobs of the reference rows and every method's row of one scenario and seed."""
+    dataset, _, recipe = loaded
+    setup = Setup(scenario.name, seed, refs.split, refs.original, refs.oracle, runtime, config.mia,
+                  tuple(config.attacks) if config.attacks else None)
+    base = {"scenario": scenario.name, "seed": seed, "original": refs.original.record["key"],
+            "oracle": refs.oracle.record["key"], "mia": config.mia, "attacks": config.attacks,
             "compute": runtime.identity()}
+    label = f"{scenario.name} seed {seed}"
+    rows = {ORACLE: (refs.oracle, refs.oracle.record), NOISE_FLOOR: (refs.second, refs.second.record),
+            ORIGINAL: (refs.original, NOTHING_DONE)}
+    jobs = [Job(reference_cell, {"out_dir": out_dir, "row": row, "identity": {**base, "row": row, "hp": {}},
+                                 "setup": setup, "data": dataset, "checkpoint": checkpoint, "record": record},
+                f"{label}: {row}") for row, (checkpoint, record) in rows.items()]
+    for name in methods:
+        hp = scenario.hyperparameters.get(name, {})
+        resolved = METHODS.get(name).resolve(hp, refs.split.spec)  # keyed on every hyperparameter
+        jobs.append(Job(method_cell, {"out_dir": out_dir, "row": name,
+                                      "identity": {**base, "row": name, "hp": resolved}, "setup": setup,
+                                      "data": dataset, "recipe": recipe, "hp": hp, "store": store},
+                        f"{label}: {name}"))
+    return jobs
 
-    def against_oracle(model_net, record) -> dict:
-        return evaluate(model_net, oracle_net, split, dataset, runtime, original.load_model(), record,
-                        oracle.record, config.mia, tuple(config.attacks) if config.attacks else None, seed=seed)
 
-    def evaluate_reference(checkpoint, record) -> dict:
-        return against_oracle(checkpoint.load_model(), record)
+def reference_cell(out_dir: Path, row: str, identity: dict, setup: Setup, data: ImageDataset,
+                   checkpoint: Checkpoint, record: dict) -> Cell:
+    """Job: a reference row (the oracle, the second oracle or the original) against the oracle."""
+    return cached_cell(out_dir, setup.scenario, setup.seed, row, identity,
+                       lambda: _against_oracle(setup, data, checkpoint.load_model(), record))
 
-    def run_method(name: str, hp: dict) -> dict:
+
+def method_cell(out_dir: Path, row: str, identity: dict, setup: Setup, data: ImageDataset, recipe: TrainRecipe,
+                hp: dict, store: Path) -> Cell:
+    """Job: method `row` with the scenario's `hp`, from the original's weights, against the oracle."""
+    def run() -> dict:
         try:
-            result = unlearn(original.load_model(), split, name, data=dataset, recipe=recipe, runtime=runtime,
-                             seed=seed, store=store, **hp)
+            result = unlearn(setup.original.load_model(), setup.split, row, data=data, recipe=recipe,
+                             runtime=setup.runtime, seed=setup.seed, store=store, **hp)
         except DivergenceError as exc:  # one diverging method is a result of the bench, not its end
             return {"error": str(exc)}
-        return {**against_oracle(result.model, result.record()), "hyperparameters": result.hyperparameters,
-                "steps": result.steps}
+        return {**_against_oracle(setup, data, result.model, result.record()),
+                "hyperparameters": result.hyperparameters, "steps": result.steps}
 
-    references = {ORACLE: (oracle, oracle.record), NOISE_FLOOR: (second, second.record),
-                  ORIGINAL: (original, {"wall_time_s": 0.0, "sample_passes": 0})}
-    cells = [cached_cell(out_dir, scenario.name, seed, row, {**base, "row": row, "hp": {}},
-                         partial(evaluate_reference, *args))
-             for row, args in references.items()]
-    advance()
-    for name in methods:
-        advance(0, info=f"{scenario.name} seed {seed}: {name}")
-        hp = scenario.hyperparameters.get(name, {})
-        resolved = METHODS.get(name).resolve(hp, split.spec)  # keyed on every hyperparameter
-        cells.append(cached_cell(out_dir, scenario.name, seed, name, {**base, "row": name, "hp": resolved},
-                                 partial(run_method, name, hp)))
-        advance()
-    return cells
+    return cached_cell(out_dir, setup.scenario, setup.seed, row, identity, run)
 
 
-def cached_cell(out_dir: Path, scenario: str, seed: int, name: str, identity: dict, compute) -> Cell:
+def _against_oracle(setup: Setup, data: ImageDataset, model, record: dict) -> dict:
+    return evaluate(model, setup.oracle.load_model(), setup.split, data, setup.runtime, setup.original.load_model(),
+                    record, setup.oracle.record, setup.mia, setup.attacks, seed=setup.seed)
+
+
+def cached_cell(out_dir: Path, scenario: str, seed: int, name: str, identity: dict,
+                compute: Callable[[], dict]) -> Cell:
     """The stored cell if its content key matches (same models, method, hyperparameters), else compute it."""
     key = content_key(identity)
     path = out_dir / "cells" / scenario / str(seed) / f"{_slug(name)}.json"

@@ -38,6 +38,9 @@ class BenchConfig(BaseModel):
     methods: list[str] | None = None        # default: every registered method but `retrain` (the RT′ row)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     mia: str = "mia_entropy"                # the attack Avg.Gap uses
+    # Optional per-example audits (U-LiRA, the challenge's ε, KLOM) on a pool of this many models per scenario,
+    # added to the tables as columns; the pool is trained once and shared by every bench that asks for it.
+    audit: int | None = Field(default=None, ge=8)
     attacks: list[str] | None = None        # the attacks reported (default: all; SalUn's SVC is slow on large sets)
     noise_floor_offset: int = 1000          # the second oracle is trained with seed + this offset
 

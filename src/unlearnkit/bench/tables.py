@@ -92,6 +92,14 @@ def markdown(summary: dict[str, list[dict]], titles: dict[str, str] | None = Non
                        f"{percent(r.get('closing_kl_forget'))} | {fmt(r['rte_s'], 2)} | {speed} | "
                        f"{fmt(r['cost_ratio'], 3)} |")
         out.append("")
+        if any(r.get("audit_auc") is not None for r in rows):
+            out += ["Per-example audits on a pool of models (the oracle row of the pool is the RT′ line; 0.5 AUC and "
+                    "the RT′ ε are chance):", "",
+                    "| method | U-LiRA AUC | TPR @ 1% FPR | mean ε | KLOM p95 |", "|---|---|---|---|---|"]
+            out += [f"| {r['method']} | {fmt(r.get('audit_auc'), 3)} | {fmt(r.get('audit_tpr_1pct'), 3)} | "
+                    f"{fmt(r.get('audit_epsilon'))} | {fmt(r.get('audit_klom'))} |"
+                    for r in rows if r.get("audit_auc") is not None]
+            out.append("")
     out.append("FA/RA/TA/MIA: mean ± std over seeds (mean per-seed |gap| to that seed's oracle). Avg.Gap: mean of the "
                "four gaps. D_KL: KL(oracle ‖ model) on the forget set. RTE: wall time of the unlearning call; "
                "speed-up: oracle training time / RTE; cost: forward-backward sample passes / the oracle's. "

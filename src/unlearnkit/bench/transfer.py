@@ -19,6 +19,7 @@ import statistics
 from pathlib import Path
 
 from ..artifacts import atomic_write_text, content_key, writable_store
+from ..errors import DivergenceError
 from ..evaluation.protocol import evaluate
 from ..executor import Job, make_executor
 from ..pipeline import train
@@ -77,8 +78,11 @@ def method_job(scenario: dict, seed: int, method: str, hp: dict, store: Path, mi
         s = Scenario(**scenario)
         loaded, runtime = load_scenario(s), Runtime.create("cpu")
         split, original, oracle = original_and_oracle(s, loaded, seed, runtime, store)
-        result = unlearn(original.load_model(), split, method, data=loaded[0], recipe=loaded[2], runtime=runtime,
-                         seed=seed, store=store, **hp)
+        try:
+            result = unlearn(original.load_model(), split, method, data=loaded[0], recipe=loaded[2], runtime=runtime,
+                             seed=seed, store=store, **hp)
+        except DivergenceError as exc:  # a diverging grid point loses; it does not end the search
+            return {"diverged": str(exc)}
         metrics = evaluate(result.model, oracle.load_model(), split, loaded[0], runtime, None, result.record(),
                            oracle.record, mia, attacks=(mia,), seed=seed)
         calibration = result.details.get("calibration") or {}
@@ -98,6 +102,9 @@ def grid_points(method: str) -> list[dict]:
 
 def closings(runs: list[dict], reference: list[dict]) -> dict:
     """Mean over seeds, then closing fractions against the mean reference rows; also collapse and cost."""
+    if any("diverged" in r for r in runs):
+        return {"diverged": True, "collapsed": True, "cost_ratio": math.inf, "nothing_to_forget": False,
+                "closing_avg_gap": -math.inf, "closing_kl_forget": -math.inf}
     mean = {k: statistics.fmean(r[k] for r in runs) for k in ("avg_gap", "kl_forget", "test_acc", "cost_ratio",
                                                                "oracle_test_acc")}
     nothing = {k: statistics.fmean(r["original"][k] for r in reference) for k in ("avg_gap", "kl_forget")}

@@ -25,14 +25,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 
 from ..evaluation.oracle_free import auc_tolerance, membership_auc, tail_share
-from .context import Context
 from .params import Field, Params
+
+if TYPE_CHECKING:  # only for annotations: the context imports this module
+    from .context import Context
 
 
 class CalibrationParams(Params):
@@ -56,6 +58,15 @@ class CalibrationParams(Params):
                                                "before the run stops there")
     refine: int = Field(4, ge=0, description="halvings of the last stretch of weights between the last good check "
                                              "and the one that met the target, to land where it is first met")
+
+
+class StrengthParams(CalibrationParams):
+    """The calibration of a one-shot edit: the same targets, met by scaling the edit instead of stopping a loop."""
+
+    budget: float = Field(0.25, gt=0, le=10, description="share of one retraining's sample passes the strength "
+                                                         "checks are sized from")
+    max_strength: float = Field(64.0, ge=1, description="largest multiple of the method's own edit the strength "
+                                                        "search tries")
 
 
 @dataclass
@@ -85,14 +96,28 @@ PROBE_SHARE = 0.3  # the checks may take at most this share of the budget
 MIN_PROBE = 16
 
 
+def _affordable(ctx: Context) -> float:
+    """Samples per check that keep all the checks (at a third of a sample pass each) within PROBE_SHARE of the
+    budget."""
+    hp = ctx.hp
+    return PROBE_SHARE * hp["budget"] * ctx.recipe.epochs * len(ctx.remain) * 3 / (hp["checks"] + 2 + hp["refine"])
+
+
 def probe_size(ctx: Context) -> int:
     """Samples a check takes from D_f and from the held-out set (and half as many from D_r): at most
-    probe_samples, no more than D_f or the held-out set holds, and few enough that all the checks stay within
-    PROBE_SHARE of the budget on a small problem."""
-    hp = ctx.hp
-    checks = hp["checks"] + 2 + hp["refine"]
-    affordable = PROBE_SHARE * hp["budget"] * ctx.recipe.epochs * len(ctx.remain) / (checks * 2.5 / 3)
-    return max(MIN_PROBE, int(min(hp["probe_samples"], len(ctx.forget), len(ctx.heldout), affordable)))
+    probe_samples, no more than D_f or the held-out set holds, and within the budget's share on a small problem."""
+    cap = min(ctx.hp["probe_samples"], len(ctx.forget), len(ctx.heldout), _affordable(ctx) / 2.5)
+    return max(MIN_PROBE, int(cap))
+
+
+def forget_probe_size(ctx: Context) -> int:
+    """Class-wise, the target is the forget accuracy itself, so its check reads as much of D_f as the budget
+    allows (up to 4 × probe_samples): the verdict after the run, on all of D_f, then agrees with where the rule
+    stopped. Otherwise probe_size."""
+    if ctx.split_kind == "class":
+        spare = _affordable(ctx) - 1.5 * probe_size(ctx)
+        return max(probe_size(ctx), int(min(len(ctx.forget), 4 * ctx.hp["probe_samples"], spare)))
+    return probe_size(ctx)
 
 
 def probe_reserve(ctx: Context) -> float:
@@ -100,7 +125,8 @@ def probe_reserve(ctx: Context) -> float:
     budget its steps are planned from."""
     if not ctx.hp.get("calibrate"):
         return 0.0
-    return (ctx.hp["checks"] + 2 + ctx.hp["refine"]) * 2.5 * probe_size(ctx) / 3
+    per_check = forget_probe_size(ctx) + 1.5 * probe_size(ctx)
+    return (ctx.hp["checks"] + 2 + ctx.hp["refine"]) * per_check / 3
 
 
 def _between(start: dict, end: dict, t: float) -> dict:
@@ -121,7 +147,7 @@ class Calibrator:
         self.every = align * max(1, math.ceil(self.total / hp["checks"] / align))
         self.classwise = ctx.split_kind == "class"
         cap = probe_size(ctx)
-        self.forget = _fixed_sample(ctx.forget, cap, ctx.seed)
+        self.forget = _fixed_sample(ctx.forget, forget_probe_size(ctx), ctx.seed)
         self.remain = _fixed_sample(ctx.remain, max(MIN_PROBE, cap // 2), ctx.seed + 1)
         heldout = ctx.heldout
         if self.classwise:  # held-out samples of the classes that stay
@@ -145,7 +171,11 @@ class Calibrator:
     def _measure(self, ctx: Context, step: int) -> Check:
         f_phi, f_ok = self._probe(ctx, self.forget)
         h_phi, h_ok = self._probe(ctx, self.heldout)
-        _, r_ok = self._probe(ctx, self.remain)
+        r_phi, r_ok = self._probe(ctx, self.remain)
+        if not all(torch.isfinite(x).all() for x in (f_phi, h_phi, r_phi)):
+            # The outputs blew up: a check of a wrecked model, which the safety rule rewinds like any damage.
+            f_phi, h_phi = (torch.nan_to_num(x, nan=-1e30, posinf=1e30, neginf=-1e30) for x in (f_phi, h_phi))
+            r_ok = torch.zeros_like(r_ok)
         auc = membership_auc(f_phi, h_phi)
         tail = tail_share(f_phi, h_phi, self.hp["tail"])
         f_loss, h_loss = F.softplus(-f_phi), F.softplus(-h_phi)  # the loss, from φ: l = log(1 + e^-φ)
@@ -228,6 +258,14 @@ class Calibrator:
     def good(self, check: Check) -> None:
         self._good = check
 
+    def recover(self, ctx: Context, step: int, error: Exception) -> bool:
+        """A step whose loss went NaN or infinite: with calibration on, the step size was too large for this
+        problem, so rewind to the last good check and back off (True); without a back-off left, False (the
+        engine then rolls the whole run back and raises)."""
+        if not self.hp["calibrate"] or self.stopped:
+            return False
+        return self._back_off(ctx, f"the loss became non-finite at step {step} ({error})")
+
     def _back_off(self, ctx: Context, reason: str) -> bool:
         """Rewind to the last good check and halve the step size, if any halving is left; True if it did."""
         if self.backoffs >= self.hp["backoffs"] or self.stepper is None or self.previous is None:
@@ -258,6 +296,60 @@ class Calibrator:
                 low = middle
         ctx.model.load_state_dict(_between(start, end, high))
         return high
+
+    def strength(self, ctx: Context, before: dict, after: dict) -> None:
+        """One-shot edits: keep θ_0 + s (θ_edit − θ_0) for the smallest multiple s that meets the target without
+        damage. s doubles from 1 (up to max_strength) until a check meets the target or damages the model, then
+        the last stretch is bisected (`refine` times): a method's own scale (IU's α, Fisher forgetting's noise,
+        SSD's dampening, the single-gradient step) becomes a direction whose length the problem decides."""
+        hp = self.hp
+        ctx.model.load_state_dict(before)
+        if not hp["calibrate"]:
+            ctx.model.load_state_dict(after)
+            self.decision = "the method's own edit was kept (calibration off)"
+            return
+        if self(ctx, 0):  # nothing to forget: the weights stay as they were
+            return
+        start = self.checks[0].remain_acc
+
+        def measure(t: float) -> Check:
+            ctx.model.load_state_dict(_between(before, after, t))
+            check = self._measure(ctx, len(self.checks))
+            self.checks.append(check)
+            return check
+
+        low, high, damaged, t, reached = 0.0, None, False, 1.0, None
+        while t <= hp["max_strength"]:
+            check = measure(t)
+            if check.remain_acc < start - hp["max_remain_drop"]:
+                high, damaged = t, True
+                break
+            if check.met:
+                high, reached = t, check
+                break
+            low, t = t, 2 * t
+        if high is None:
+            ctx.model.load_state_dict(_between(before, after, low))
+            self.decision = f"strength limit reached before the target: kept {low:g} × the edit"
+            self.stopped = True
+            return
+        for _ in range(hp["refine"]):
+            middle = (low + high) / 2
+            check = measure(middle)
+            safe = check.remain_acc >= start - hp["max_remain_drop"]
+            if damaged:  # the strongest safe multiple
+                low, high = (middle, high) if safe else (low, middle)
+            elif check.met and safe:
+                high, reached = middle, check
+            else:
+                low = middle
+        chosen = low if damaged else high
+        ctx.model.load_state_dict(_between(before, after, chosen))
+        if damaged:
+            self.decision = f"the edit damages the model before it forgets: kept the strongest safe, {chosen:.3g} × it"
+        else:
+            self.decision = f"target reached at {chosen:.3g} × the edit ({self._target(reached)})"
+        self.stopped = True
 
     def _rewind(self, ctx: Context, reason: str) -> None:
         ctx.model.load_state_dict(self.previous)

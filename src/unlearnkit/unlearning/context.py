@@ -13,6 +13,8 @@ from torch import Tensor, nn
 from ..config import TrainRecipe
 from ..data.images import DataView, ImageDataset
 from ..runtime import Runtime
+from .calibration import Calibrator
+from .task import Classification
 
 
 @dataclass
@@ -82,15 +84,11 @@ class Context:
 
     def __post_init__(self):
         if self.task is None:
-            from .task import Classification
-
             self.task = Classification()
 
     def calibrator(self, total_steps: int, stepper=None, align: int = 1):
         """The oracle-free stopping rule for a loop of `total_steps` steps whose optimiser `stepper` it may back
         off (its record lands in the state)."""
-        from .calibration import Calibrator
-
         calibrator = Calibrator(self, total_steps, stepper, align)
         self.state["calibrator"] = calibrator
         return calibrator

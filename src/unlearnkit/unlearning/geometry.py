@@ -107,6 +107,15 @@ class Stepper:
                     self.params[n].copy_(torch.where(mask[n].bool(), self.params[n], old))
 
 
+def guarded(ctx: Context, calibrator, step: int, run) -> None:
+    """Run one step; if its loss goes NaN or infinite, let the calibration rewind and back off, or re-raise."""
+    try:
+        run()
+    except DivergenceError as exc:
+        if not calibrator.recover(ctx, step, exc):
+            raise
+
+
 def part_loss(ctx: Context, part, batch: Batch, mode: str = "train") -> Tensor:
     """Relabel the batch for `part`, run the task's forward pass, and return the part's objective."""
     batch = part.relabel(ctx, batch)
@@ -165,7 +174,7 @@ class Joint(Geometry):
         while step < total and not calibrator(ctx, step):
             for loss in self._losses(ctx, method, bs):
                 ctx.step = step
-                stepper.step(loss, masked=True, clip=hp["clip"])
+                guarded(ctx, calibrator, step, lambda: stepper.step(loss, masked=True, clip=hp["clip"]))
                 stepper.schedule.step()
                 step += 1
                 if step >= total or calibrator(ctx, step):
@@ -249,11 +258,7 @@ class FastSlow(Geometry):
         calibrator = ctx.calibrator(iters, stepper, align=freq if method.forget is not None else 1)
         forget_stream = _positions(len(ctx.forget), bs, ctx.generator)
         remain_stream = _positions(len(ctx.remain), bs, ctx.generator)
-        t = 0
-        for t in range(iters):
-            if calibrator(ctx, t):
-                return
-            ctx.step = t
+        def iteration(t: int) -> None:
             forget_loss = None
             if method.forget is not None and t % freq == 0:
                 forget_loss = part_loss(ctx, method.forget, ctx.batch(ctx.forget, next(forget_stream)),
@@ -269,6 +274,12 @@ class FastSlow(Geometry):
                     stepper.step(forget_loss + remain_loss, masked=True, clip=hp["forget_clip"])
             elif forget_loss is not None:
                 stepper.step(forget_loss, masked=True, clip=hp["forget_clip"])
+
+        for t in range(iters):
+            if calibrator(ctx, t):
+                return
+            ctx.step = t
+            guarded(ctx, calibrator, t, lambda: iteration(t))
             stepper.schedule.step()
         calibrator(ctx, iters, last=True)
 
@@ -307,7 +318,8 @@ class MaxMin(Geometry):
             for view, part, check in views + [(ctx.remain, method.remain, True)]:
                 for pos in torch.randperm(len(view), generator=ctx.generator).split(bs):
                     ctx.step = step
-                    stepper.step(part_loss(ctx, part, ctx.batch(view, pos)), masked=True)
+                    guarded(ctx, calibrator, step,
+                            lambda: stepper.step(part_loss(ctx, part, ctx.batch(view, pos)), masked=True))
                     stepper.schedule.step()
                     step += 1
                     if check and step < total and calibrator(ctx, step):

@@ -22,6 +22,7 @@ from ..data.images import DataView
 from ..errors import ConfigError
 from ..models import classifier_layer
 from ..training import sgd_step_sizes
+from .calibration import StrengthParams
 from .context import Context
 from .fisher import diagonal_fisher
 from .forgetting import fresh_copy
@@ -29,6 +30,21 @@ from .geometry import Geometry
 from .params import Field, Params
 from .parts import MaskPart
 from .task import Classification
+
+
+class OneShot(Geometry):
+    """A procedure that edits the weights once; the engine's calibration then decides the edit's strength (the
+    multiple of it to keep, `Calibrator.strength`), so that the method's own scale transfers across problems."""
+
+    def run(self, ctx: Context, method, mask) -> None:
+        before = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        self.edit(ctx, method, mask)
+        after = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        ctx.total_steps = 1
+        ctx.calibrator(1).strength(ctx, before, after)
+
+    def edit(self, ctx: Context, method, mask) -> None:
+        raise NotImplementedError
 
 _CHUNK = 256  # batch size for gradient sums taken in eval mode, where it does not change the result
 _EXACT_LIMIT = 2**28  # floats (1 GiB) the exact WoodFisher product may hold as per-sample gradients
@@ -104,7 +120,7 @@ def woodfisher_exact(v: Tensor, gradients) -> Tensor:
     return v - G.T @ coeff
 
 
-class InfluenceStep(Geometry):
+class InfluenceStep(OneShot):
     """IU (Koh & Liang influence, WoodFisher Hessian; the SalUn/Unlearn-Sparse `Wfisher`):
 
         v = (1/N) Σ_{D_f} ∇l  -  n_f / (N n_r) Σ_{D_r} ∇l        (N = n_f + n_r, eval mode)
@@ -122,13 +138,13 @@ class InfluenceStep(Geometry):
     name = "influence"
     label = "one Newton step θ + α·F̂_r⁻¹(∇L_f - ∇L_r) (WoodFisher)"
 
-    class Params(Params):
+    class Params(StrengthParams):
         alpha: float = Field(0.2, gt=0, description="step size α of the Newton step")
         hessian_samples: int = Field(1000, ge=1, description="per-sample remain gradients in the WoodFisher estimate")
         woodfisher: Literal["code", "exact"] = Field("code", description="the official recursion as written, or the "
                                                                           "exact inverse-Fisher product")
 
-    def run(self, ctx: Context, method, mask) -> None:
+    def edit(self, ctx: Context, method, mask) -> None:
         hp = ctx.hp
         n_f, n_r = len(ctx.forget), len(ctx.remain)
         chosen = torch.randperm(n_r, generator=ctx.generator)[: hp["hessian_samples"]]
@@ -171,7 +187,7 @@ def expected_fisher(ctx: Context, view: DataView, batch_size: int) -> dict[str, 
     return {n: f / max(batches, 1) for n, f in fisher.items()}
 
 
-class FisherNoise(Geometry):
+class FisherNoise(OneShot):
     """FF (Golatkar et al. 2020), as the SalUn/Unlearn-Sparse `fisher_new` runs it: θ ← θ + sqrt(var)·ε,
 
         var = alpha · min(1 / (F_r + 1e-8), 1e3)     (classifier layer: capped at 1e2 instead)
@@ -188,11 +204,11 @@ class FisherNoise(Geometry):
     name = "fisher-noise"
     label = "Gaussian noise, covariance α·F_r⁻¹ (+ silence forgotten classes)"
 
-    class Params(Params):
+    class Params(StrengthParams):
         alpha: float = Field(1e-6, gt=0, description="scale α of the noise covariance α·F_r⁻¹")
         fisher_batch_size: int = Field(32, ge=1, description="minibatch of the Fisher pass (Golatkar: 1)")
 
-    def run(self, ctx: Context, method, mask) -> None:
+    def edit(self, ctx: Context, method, mask) -> None:
         if mask is not None:
             raise ConfigError("Fisher forgetting takes no saliency mask: declare it without one")
         if not isinstance(ctx.task, Classification):
@@ -255,17 +271,17 @@ def dampen(model: nn.Module, mask: dict[str, Tensor], forget: dict[str, Tensor],
                 p.copy_(torch.where(mask[name].bool(), p * beta, p))
 
 
-class Dampening(Geometry):
+class Dampening(OneShot):
     """SSD's update (`ParameterPerturber.modify_weight`, exponent 1, lower bound 1): θ_i ← β_i θ_i on the
     selected parameters, β_i = min(λ I_D,i / I_f,i, 1), λ = dampening_constant."""
 
     name = "dampening"
     label = "dampen selected weights by min(λ·I_D/I_f, 1)"
 
-    class Params(Params):
+    class Params(StrengthParams):
         dampening_constant: float = Field(1.0, gt=0, description="λ: selected weights are scaled by min(λ·I_D/I_f, 1)")
 
-    def run(self, ctx: Context, method, mask) -> None:
+    def edit(self, ctx: Context, method, mask) -> None:
         if mask is None or "ssd_importances" not in ctx.state:
             raise ConfigError("SSD's dampening needs the SynapseSelection mask part")
         forget, whole = ctx.state["ssd_importances"]
@@ -274,7 +290,7 @@ class Dampening(Geometry):
 
 # --- one_step: single gradient unlearning (Unrolling SGD) ------------------------------------------------
 
-class SingleGradient(Geometry):
+class SingleGradient(OneShot):
     """Single gradient unlearning (Thudi et al., "Unrolling SGD", EuroS&P 2022; code
     `Unlearning/correlation_verification.py`): unrolling SGD to first order, w_T ≈ w_0 - Σ_t η_t/b Σ_{x∈B_t}
     ∇l(w_0; x) + (higher-order terms), so the forget set's first-order contribution is removed by
@@ -298,7 +314,7 @@ class SingleGradient(Geometry):
     name = "single-gradient"
     label = "one ascent step w + (Σ_t η_t / b)·∇L_f(w_0) (unrolled SGD)"
 
-    class Params(Params):
+    class Params(StrengthParams):
         gradient_at: Literal["initial", "final"] = Field(
             "initial", description="gradient at the rebuilt initial weights w_0 (paper) or at the trained ones")
         init_seed: int | None = Field(None, ge=0, description="seed that built w_0 (none: the run's seed)")
@@ -307,7 +323,7 @@ class SingleGradient(Geometry):
         train_batch_size: int | None = Field(None, ge=1, description="training batch (none: the original's recipe)")
         train_schedule: Schedule | None = Field(None, description="training LR schedule (none: the original's recipe)")
 
-    def run(self, ctx: Context, method, mask) -> None:
+    def edit(self, ctx: Context, method, mask) -> None:
         hp = ctx.hp
         lr, epochs, batch_size, schedule = self.recipe(ctx)
         scale = sum(sgd_step_sizes(lr, epochs, schedule)) / batch_size

@@ -2,12 +2,16 @@
 descent, adaptive weights, Fisher masks) only talk to a Task, so classification and diffusion share them."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from .context import Batch, Context
+
+if TYPE_CHECKING:  # only for annotations: the context imports this module, not the other way round
+    from .context import Batch, Context
 
 
 class Task:

@@ -1,4 +1,5 @@
-"""Hyperparameters chosen by `unlearnkit tune` for the embedded scenarios, read from tuned.yaml.
+"""Hyperparameters chosen by `unlearnkit tune` for the embedded scenarios, read from tuned.yaml: an explicit
+overlay (`--tuned`), never part of a method's defaults.
 
 Layout: {dataset: {scenario: {method: {hyperparameter: value}}}} where a scenario is a forget spec
 ("random:0.1", "random:0.5") or a whole kind ("class"). A split finds its entry by exact spec, else by its

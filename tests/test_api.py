@@ -1,0 +1,84 @@
+"""A user's own data through the whole toolkit, through the Python API: from_torch, train, unlearn, the verdict,
+evaluate against an oracle with the noise floor, and the bench on a dataset object."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import unlearnkit as uk
+from unlearnkit.errors import ConfigError, DataError
+
+FAST = {"epochs": 15, "batch_size": 32, "lr": 0.05, "augment": False}  # the digits recipe
+
+
+class Pairs(torch.utils.data.Dataset):
+    """A map-style torch Dataset yielding (image, label) from arrays, as a user's would."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], int(self.labels[i])
+
+
+@pytest.fixture(scope="module")
+def digits_as_user_data():
+    digits = uk.load_dataset("digits")
+    to_uint8 = (digits.train_images * 255).round().to(torch.uint8)
+    test_uint8 = (digits.test_images * 255).round().to(torch.uint8)
+    # HWC uint8 arrays, as PIL and numpy hand them out
+    train = Pairs(to_uint8.permute(0, 2, 3, 1).numpy(), digits.train_labels.numpy())
+    test = Pairs(test_uint8.permute(0, 2, 3, 1).numpy(), digits.test_labels.numpy())
+    return train, test
+
+
+def test_from_torch_reads_uint8_hwc_images_and_learns_normalisation(digits_as_user_data):
+    train, test = digits_as_user_data
+    with pytest.raises(DataError, match="looks like \\(H, W, C\\): pass layout='HWC'"):
+        uk.from_torch(train, test)
+    data = uk.from_torch(train, test, layout="HWC", normalize=True, name="mnist")
+    assert data.image_shape == (1, 8, 8) and float(data.train_images.max()) == pytest.approx(1.0)
+    reference = uk.load_dataset("digits")
+    assert data.mean[0] == pytest.approx(reference.mean[0], abs=1e-3)
+    # the name labels the data; it never selects the registered MNIST recipe
+    assert data.recipe == uk.from_torch(train, test, layout="HWC", name="anything").recipe
+    assert data.recipe.epochs == 20 and data.recipe.epochs != uk.load_dataset("digits").recipe.epochs
+
+
+def test_a_users_data_runs_through_unlearn_verdict_and_evaluate(digits_as_user_data, runtime):
+    train, test = digits_as_user_data
+    data = uk.from_torch(train, test, layout="HWC", normalize=True, recipe=FAST)
+    spec = uk.spec_for("mlp", data, hidden=(64,))
+    original = uk.train(data, spec, seed=0, runtime=runtime)
+    split = uk.make_split("class:3", data, seed=0)
+    oracle = uk.train(data, spec, seed=0, split=split, runtime=runtime)
+    floor = uk.noise_floor(data, spec, split, seed=0, runtime=runtime)
+    model = original.load_model()
+    result = uk.unlearn(model, split, "sfron", data=data, runtime=runtime)
+    assert result.model is model  # changed in place
+    said = uk.verdict(original, result, split, data, runtime=runtime)
+    assert said["verdict"] == "forgotten" and said["after"]["forget_acc"] <= 1.0
+    report = uk.evaluate(result, oracle, split, data, original=original, floor=floor, runtime=runtime)
+    assert report["forget_acc"] <= 1.0 and report["rte_s"] > 0 and report["cost_ratio"] < 0.5
+    assert report["nothing"]["avg_gap"] > report["avg_gap"]
+    assert report["closing"]["avg_gap"] > 0.5 and report["closing"]["kl_forget"] > 0.5
+    with pytest.raises(ConfigError, match="must be an nn.Module"):
+        uk.evaluate("model.pt", oracle, split, data)
+
+
+def test_the_bench_runs_on_a_dataset_object(digits_as_user_data, runtime, tmp_path):
+    train, test = digits_as_user_data
+    data = uk.from_torch(train, test, layout="HWC", normalize=True, recipe=FAST, name="mydigits")
+    result = uk.bench(data, "mlp", forget=["class:3"], methods=["sfron", "ft"], seeds=[0], runtime=runtime,
+                      out=tmp_path / "bench")
+    rows = {r["method"]: r for r in result["summary"]["mydigits-class3"]}
+    assert {"RT (oracle)", "RT′ (2nd seed)", "Original", "sfron", "ft"} <= set(rows)
+    assert "closing_avg_gap" in rows["sfron"] and result["verdicts"]["mydigits-class3"]["closest"] in ("sfron", "ft")
+    assert "mydigits" in (tmp_path / "bench" / "results.md").read_text()
+    cells = json.loads((tmp_path / "bench" / "results.json").read_text())["cells"]
+    assert cells and all(c["scenario"] == "mydigits-class3" for c in cells)
+    assert np.isfinite(rows["sfron"]["avg_gap"])
