@@ -324,3 +324,20 @@ def test_bench_writes_the_table_rows_and_sample_grid(tmp_path, monkeypatch, runt
     assert saved["settings"]["methods"]["sfron"]["hyperparameters"]["iters"] == 2
     assert saved["settings"]["forget"]["forgotten_classes"] == [3] and saved["timings"]["total_s"] > 0
     assert files["grid"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_diffusion_transformer_runs_every_generation_method_unchanged(band_data, runtime, tmp_path):
+    dit = DenoiserSpec("dit", 1, 8, 3, {"layers": 1, "heads": 2, "head_dim": 8})
+    checkpoint = train_denoiser(band_data, dit, DiffusionRecipe(steps=20, batch_size=16, lr=1e-3), seed=0,
+                                runtime=runtime, store=tmp_path)
+    model, schedule = load_denoiser(checkpoint)
+    assert type(model).__name__ == "DiTDenoiser" and checkpoint.record["model"]["name"] == "dit"
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([5, 900])
+    assert model(x, t, torch.tensor([0, 3])).shape == x.shape  # class 3 is the null class of 3 classes
+    for method in ("sfron", "salun", "ga"):
+        net, _ = load_denoiser(checkpoint)
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        settings = {"iters": 2} if method == "sfron" else {"epochs": 1}
+        result = unlearn_generation(net, make_split("class:0", band_data), method, data=band_data, schedule=schedule,
+                                    runtime=runtime, seed=0, batch_size=16, **settings)
+        assert any(not torch.equal(before[k], v) for k, v in result.model.state_dict().items()), method

@@ -7,3 +7,4 @@
   methods (SFR-on, SalUn, RL, SA, GA) in their own registry
 - metrics, evaluation, report, bench: forgetting accuracy, classifier-feature FID, and the bench report
 """
+from . import dit  # noqa: F401  (registers the "dit" denoiser beside the UNet)
