@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet "$(TORCH)" -e ".[generation,ray,tune,test]"
+	$(BIN)/pip install --quiet "$(TORCH)" -e ".[generation,text-to-image,nudity,ray,tune,test]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -102,28 +102,13 @@ def tune(data: ImageDataset, model: str | ModelSpec, methods: list[str], forget:
     the oracle on the tuning `seeds` (none of which may be a reported one). Returns what `bench.tuning.tune`
     returns (the best settings per scenario and method, every trial)."""
     from .artifacts import writable_store
+    from .bench.scenarios import on_objects
     from .bench.tuning import tune as run
 
-    config, provided = _scenarios(data, model, forget, methods, [0], recipe)
+    config, provided = on_objects(data, model, forget, methods, [0], recipe)
     store = writable_store(store)
     return run(config, methods, list(seeds), runtime or Runtime.create(), Path(out or store / "tune"), store,
                max_trials, max_cost, provided=provided)
-
-
-def _scenarios(data, model, forget, methods, seeds, recipe, mia: str = "mia_entropy"):
-    """A bench config of one scenario per forget spec on a dataset object, and the objects it is `provided`."""
-    from .bench import BenchConfig
-    from .config import as_recipe
-    from .models import spec_for
-
-    spec = model if isinstance(model, ModelSpec) else spec_for(model, data)
-    recipe = as_recipe(recipe, data.recipe)
-    names = [f"{data.name}-{spec_text.replace(':', '').replace(',', '_')}" for spec_text in forget]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"forget specs must differ, got {list(forget)}")
-    config = BenchConfig(scenarios=[{"name": n, "data": data.name, "model": spec.name, "forget": f}
-                                    for n, f in zip(names, forget)], methods=methods, seeds=list(seeds), mia=mia)
-    return config, {n: (data, spec, recipe) for n in names}
 
 
 def bench(data: ImageDataset, model: str | ModelSpec, forget: tuple[str, ...] | list[str] = ("random:0.1",),
@@ -134,7 +119,6 @@ def bench(data: ImageDataset, model: str | ModelSpec, forget: tuple[str, ...] | 
     floor (trained or found in the store), every method at its defaults, the tables, the HTML report and each
     scenario's verdict in words. `model` is a registered model name or a ModelSpec (the bench builds a fresh one
     per seed). Returns what `bench.bench` returns."""
-    from .bench import bench as run
+    from .bench import bench_on
 
-    config, provided = _scenarios(data, model, forget, methods, seeds, recipe, mia)
-    return run(config, runtime or Runtime.create(), out, store, provided)
+    return bench_on(data, model, forget, methods, seeds, recipe, out, store, runtime, mia)

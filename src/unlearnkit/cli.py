@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from .errors import ConfigError, UnlearnkitError
 
-TASKS = ("classification", "generation")
+TASKS = ("classification", "generation", "text-to-image")
 # Typer 0.29 vendors click: its usage errors derive from typer.exceptions.TyperException, older ones from click's.
 USAGE_ERRORS = (click.ClickException, getattr(typer.exceptions, "TyperException", click.ClickException))
 
@@ -348,6 +348,9 @@ def bench(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
           out: Optional[Path] = typer.Option(None, "--out",
                                              help="Output folder (default: <store>/bench/<config key>)."),
           forget_class: int = typer.Option(0, "--forget-class", help="With --task generation: the class to forget."),
+          denoiser: str = typer.Option("unet", "--denoiser", help="With --task generation: unet or dit."),
+          concept: str = typer.Option("seven", "--concept",
+                                      help="With --task text-to-image: the concept to erase (digit word or style)."),
           only: Optional[str] = OnlyOpt, tuned: bool = TunedOpt,
           task_name: str = TaskOpt, device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt,
           executor: str = ExecutorOpt, address: Optional[str] = AddressOpt, cpus_per_job: float = CpusOpt,
@@ -362,7 +365,10 @@ def bench(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
     runtime = Runtime.create(device, threads)
     store = writable_store(store)
     if task_name == "generation":
-        _bench_generation(out, quick, methods_, seeds, forget_class, runtime, store, as_json)
+        _bench_generation(out, quick, methods_, seeds, forget_class, denoiser, runtime, store, as_json)
+        return
+    if task_name == "text-to-image":
+        _bench_text_to_image(out, quick, methods_, seeds, concept, runtime, store, as_json)
         return
     from .bench import bench as run
     from .bench import load_bench_config, select_scenarios
@@ -396,18 +402,35 @@ def bench(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
     emit(summary, as_json, result["paths"]["markdown"].read_text() + f"\nreport: {result['paths']['report']}")
 
 
-def _bench_generation(out, quick, methods_, seeds, forget_class, runtime, store, as_json) -> None:
+def _bench_generation(out, quick, methods_, seeds, forget_class, denoiser, runtime, store, as_json) -> None:
     from .artifacts import default_store, finite_json
     from .generation.bench import run_generation_bench
 
     seed = parse_seeds(seeds)[0] if seeds is not None else 0
     out_dir = Path(out or Path(store or default_store()) / "bench"
-                   / f"generation-class{forget_class}-seed{seed}{'-quick' if quick else ''}")
+                   / f"generation-{denoiser}-class{forget_class}-seed{seed}{'-quick' if quick else ''}")
     result = run_generation_bench(out_dir, runtime, store, seed=seed, forget_class=forget_class, quick=quick,
+                                  denoiser=denoiser,
                                   methods=_names(methods_, "--methods") if methods_ is not None else None)
     summary = {"report": result["files"]["markdown"], "grid": result["files"]["grid"], "csv": result["files"]["csv"],
                "json": result["files"]["json"], "rows": finite_json(result["rows"]), "timings": result["timings"]}
     emit(summary, as_json, Path(result["files"]["markdown"]).read_text())
+
+
+def _bench_text_to_image(out, quick, methods_, seeds, concept, runtime, store, as_json) -> None:
+    from .artifacts import default_store, finite_json
+    from .text_to_image.bench import run_text_to_image_bench
+
+    seed = parse_seeds(seeds)[0] if seeds is not None else 0
+    out_dir = Path(out or Path(store or default_store()) / "bench"
+                   / f"text-to-image-{concept}-seed{seed}{'-quick' if quick else ''}")
+    result = run_text_to_image_bench(out_dir, runtime, store, seed=seed, quick=quick, concept=concept,
+                                     methods=_names(methods_, "--methods") if methods_ is not None else None)
+    files = result["files"]
+    summary = {"markdown": files["markdown"], "csv": files["csv"], "json": files["json"],
+               "scenarios_csv": files["scenarios_csv"], "grids": files["grids"], "rows": finite_json(result["rows"]),
+               "timings": result["timings"]}
+    emit(summary, as_json, Path(files["markdown"]).read_text())
 
 
 @command

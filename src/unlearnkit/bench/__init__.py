@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
 
 from ..artifacts import content_key, writable_store
@@ -50,6 +51,16 @@ AUDIT_COLUMNS = {"auc": "audit_auc", "tpr_at_1pct_fpr": "audit_tpr_1pct", "epsil
                  "klom": "audit_klom"}
 
 
+def bench_on(data, model, forget=("random:0.1",), methods: list[str] | None = None, seeds=(0, 1, 2),
+             recipe=None, out: Path | None = None, store: Path | None = None, runtime: Runtime | None = None,
+             mia: str = "mia_entropy") -> dict:
+    """`uk.bench`: the bench on a user's dataset object (api.bench says more)."""
+    from .scenarios import on_objects
+
+    config, provided = on_objects(data, model, forget, methods, seeds, recipe, mia)
+    return bench(config, runtime or Runtime.create(), out, store, provided)
+
+
 def audit_columns(config: BenchConfig, summary: dict, runtime: Runtime, store: Path, provided, executor) -> None:
     """Per scenario, the audit of the bench's methods on a pool of `config.audit` models (seed: the bench's
     first), its figures added to the summary rows: each method's to its row, the oracle-vs-oracle reference to
@@ -67,3 +78,14 @@ def audit_columns(config: BenchConfig, summary: dict, runtime: Runtime, store: P
         for row in summary[scenario.name]:
             audited = by_row.get(row["method"], {})
             row.update({column: audited.get(key) for key, column in AUDIT_COLUMNS.items()})
+
+
+class _CallablePackage(types.ModuleType):
+    """`uk.bench(...)` is the API call (api.bench) even once this package, its namesake, has been imported and
+    so shadows the lazy attribute on `unlearnkit`."""
+
+    def __call__(self, *args, **kwargs):
+        return bench_on(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

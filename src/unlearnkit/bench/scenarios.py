@@ -82,3 +82,18 @@ def select_scenarios(config: BenchConfig, only: str | None) -> BenchConfig:
     if unknown:
         raise ConfigError(f"unknown scenario(s) {unknown}; this file has: {', '.join(names)}")
     return config.model_copy(update={"scenarios": [s for s in config.scenarios if s.name in wanted]})
+
+
+def on_objects(data, model, forget, methods, seeds, recipe, mia: str = "mia_entropy"):
+    """A bench config of one scenario per forget spec on a dataset object, and the objects it is `provided`."""
+    from ..config import as_recipe
+    from ..models import ModelSpec, spec_for
+
+    spec = model if isinstance(model, ModelSpec) else spec_for(model, data)
+    recipe = as_recipe(recipe, data.recipe)
+    names = [f"{data.name}-{spec_text.replace(':', '').replace(',', '_')}" for spec_text in forget]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"forget specs must differ, got {list(forget)}")
+    config = BenchConfig(scenarios=[{"name": n, "data": data.name, "model": spec.name, "forget": f}
+                                    for n, f in zip(names, forget)], methods=methods, seeds=list(seeds), mia=mia)
+    return config, {n: (data, spec, recipe) for n in names}

@@ -19,7 +19,8 @@ from .base import Domain, Evaluator, Loaded
 class ClassificationEvaluator(Evaluator):
     def __init__(self, loaded: Loaded, split: ForgetSplit, seed: int, runtime: Runtime, mia: str,
                  attacks: tuple[str, ...] | None):
-        self.loaded, self.split, self.seed, self.runtime, self.mia, self.attacks = loaded, split, seed, runtime, mia, attacks
+        self.loaded, self.split, self.seed, self.runtime = loaded, split, seed, runtime
+        self.mia, self.attacks = mia, attacks
 
     def evaluate(self, model, oracle: Checkpoint, original: Checkpoint | None, record: dict | None) -> dict:
         from ..evaluation.protocol import evaluate

@@ -22,7 +22,7 @@ from .methods import GENERATION_METHODS
 from .metrics import train_classifier
 from .report import markdown_table, sample_grid, write_rows
 from .training import DiffusionRecipe, load_denoiser, train_denoiser
-from .unet import DenoiserSpec
+from .unet import DENOISERS, DenoiserSpec
 
 IMAGE_SIZE, LAYOUT = 16, "pad"
 # --quick: every stage in about half the time (shorter pretraining, fewer samples, half the baselines'
@@ -35,14 +35,16 @@ QUICK_METHODS = {"salun": {"epochs": 7}, "rl": {"epochs": 7}, "sa": {"epochs": 7
 
 def run_generation_bench(out_dir: str | Path, runtime: Runtime | None = None, store: str | Path | None = None,
                          seed: int = 0, forget_class: int = 0, methods: list[str] | None = None, quick: bool = False,
-                         data: str = "digits", root: str | None = None,
+                         data: str = "digits", root: str | None = None, denoiser: str = "unet",
                          hyperparameters: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Run the bench and write `generation_bench.{md,csv,json}` and `generation_samples.png` into `out_dir`.
 
+    `denoiser` is a registered denoiser: "unet" or "dit" (the methods do not change with it).
     `methods` defaults to every generation method; `hyperparameters` maps a method to overrides of its
     defaults. Returns {"rows", "files", "timings", "settings"}; each row has the model, FA (%), FID, RA (%),
     steps, optimiser updates, unlearning seconds and evaluation seconds.
     """
+    DENOISERS.get(denoiser)  # fail before anything is written on an unknown name
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runtime = runtime or Runtime.create()
@@ -66,7 +68,7 @@ def run_generation_bench(out_dir: str | Path, runtime: Runtime | None = None, st
     recipe = DiffusionRecipe().with_overrides(QUICK_RECIPE if quick else {})
     budget = SampleBudget(**{**(QUICK_BUDGET if quick else {}), "seed": seed})
     channels, size, _ = dataset.image_shape
-    spec = DenoiserSpec("unet", channels, size, dataset.num_classes)
+    spec = DenoiserSpec(denoiser, channels, size, dataset.num_classes)
     original = timed("train_original_s", train_denoiser, dataset, spec, recipe, seed, None, runtime, store)
     oracle = timed("train_oracle_s", train_denoiser, dataset, spec, recipe, seed, split, runtime, store)
     classifier = (timed("train_classifier_s", train_classifier, dataset, runtime, store, seed)
@@ -115,7 +117,8 @@ def run_generation_bench(out_dir: str | Path, runtime: Runtime | None = None, st
 def _markdown(rows: list[dict], settings: dict, timings: dict, grid: str) -> str:
     b = settings["budget"]
     forgotten = ", ".join(str(c) for c in settings["forget"]["forgotten_classes"])
-    caption = (f"# Generation bench: forgetting class {forgotten} of a class-conditional DDPM\n\n"
+    caption = (f"# Generation bench: forgetting class {forgotten} of a class-conditional DDPM "
+               f"({settings['denoiser']['name']} denoiser)\n\n"
                f"{settings['data']['name']} ({settings['data']['n_train']} training images), seed {settings['seed']}"
                f"{' (quick run: shorter pretraining and budgets, rougher numbers)' if settings['quick'] else ''}; "
                f"{settings['threads']} thread(s) on {settings['device']}. Every model is sampled from the same noise: "

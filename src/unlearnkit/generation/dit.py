@@ -21,7 +21,8 @@ class DiTDenoiser(nn.Module):
         try:
             from diffusers import DiTTransformer2DModel
         except ImportError:
-            raise ConfigError("denoiser 'dit' needs the diffusers package: pip install 'unlearnkit[generation]'") from None
+            needs = "denoiser 'dit' needs the diffusers package: pip install 'unlearnkit[generation]'"
+            raise ConfigError(needs) from None
         if image_size % patch_size:
             raise ConfigError(f"dit: image_size {image_size} is not a multiple of patch_size {patch_size}")
         self.num_classes = num_classes

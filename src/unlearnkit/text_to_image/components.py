@@ -39,12 +39,13 @@ class ModelSpec(BaseModel):
     cross_attention: tuple[bool, ...] = Field((False, False, True), min_length=1,
                                               description="per level: a cross-attention block (text) or a plain one")
     layers_per_block: int = Field(1, ge=1, description="resnet layers per down block (up blocks have one more)")
-    heads: int = Field(4, ge=1, description="attention heads of the UNet's transformer blocks")
+    heads: int = Field(1, ge=1, description="attention heads of the UNet's transformer blocks")
     norm_groups: int = Field(8, ge=1, description="GroupNorm groups (divides every width)")
     text_width: int = Field(32, ge=4, description="CLIP text encoder hidden size = cross-attention dim")
-    text_layers: int = Field(2, ge=1, description="CLIP text encoder layers")
+    text_layers: int = Field(1, ge=1, description="CLIP text encoder layers")
     text_heads: int = Field(2, ge=1, description="CLIP text encoder heads")
-    max_length: int = Field(16, ge=4, description="tokens per prompt (SD: 77)")
+    text_init: float = Field(1.0, gt=0, description="CLIP's initializer_factor (init scale of the text encoder)")
+    max_length: int = Field(8, ge=4, description="tokens per prompt (SD: 77)")
     latent: bool = Field(False, description="add a tiny AutoencoderKL (images 2x the latent size, 3 channels)")
 
     def unet_config(self) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def build_components(spec: ModelSpec | None = None, words: list[str] | None = No
                                  intermediate_size=2 * spec.text_width, num_hidden_layers=spec.text_layers,
                                  num_attention_heads=spec.text_heads, max_position_embeddings=spec.max_length,
                                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                 pad_token_id=tokenizer.pad_token_id)
+                                 pad_token_id=tokenizer.pad_token_id, initializer_factor=spec.text_init)
     vae = None
     if spec.latent:
         vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=spec.channels,
@@ -130,7 +131,7 @@ def build_components(spec: ModelSpec | None = None, words: list[str] | None = No
                             block_out_channels=(8, 8), layers_per_block=1, norm_num_groups=4,
                             sample_size=2 * spec.image_size)
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=schedule[0], beta_end=schedule[1],
-                              beta_schedule="linear", prediction_type="epsilon")
+                              beta_schedule="linear", prediction_type="epsilon", steps_offset=1, clip_sample=False)
     return Components(UNet2DConditionModel(**spec.unet_config()), CLIPTextModel(text_config), tokenizer, scheduler, vae)
 
 
@@ -144,7 +145,8 @@ def load_components(model_dir: str | Path) -> Components:
         raise ConfigError(f"model dir '{folder}' does not exist (expected a local diffusers folder)")
     missing = [p for p in ("unet", "text_encoder", "tokenizer", "scheduler") if not (folder / p).is_dir()]
     if missing:
-        raise ConfigError(f"'{folder}' is not a Stable Diffusion folder: it lacks {', '.join(m + '/' for m in missing)}")
+        lacks = ", ".join(m + "/" for m in missing)
+        raise ConfigError(f"'{folder}' is not a Stable Diffusion folder: it lacks {lacks}")
     try:
         unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", local_files_only=True)
         text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", local_files_only=True)
@@ -247,6 +249,16 @@ class TextToImageModel(nn.Module):
 
     def forward(self, x_t: Tensor, t: Tensor, context: Tensor) -> Tensor:
         return self.unet(x_t, t, encoder_hidden_states=context).sample
+
+    @torch.no_grad()
+    def encode(self, images: Tensor) -> Tensor:
+        """What the UNet works on, from images in [-1, 1] (the identity in pixel space): the VAE's posterior mean,
+        scaled as SD scales its latents."""
+        if self.vae is None:
+            return images
+        scale = getattr(self.vae.config, "scaling_factor", 0.18215)
+        device = next(self.vae.parameters()).device
+        return self.vae.encode(images.to(device)).latent_dist.mean.cpu() * scale
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:

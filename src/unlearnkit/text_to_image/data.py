@@ -11,6 +11,8 @@ The label of a sample is its caption's index in `prompts.PROMPTS` (digit * 3 + s
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -82,10 +84,28 @@ def captioned_digits(image_size: int = IMAGE_SIZE) -> ImageDataset:
                         (0.5,), (0.5,), source=source)
 
 
+@torch.no_grad()
+def latent_dataset(dataset: ImageDataset, model, batch_size: int = 64) -> ImageDataset:
+    """`dataset` in the latent space of `model`'s VAE, where an SD UNet is trained and fine-tuned: each image, as
+    RGB in [-1, 1] at the VAE's size, encoded to its posterior mean x the VAE's scaling factor. The latents are
+    the model space as they are (mean 0, std 1)."""
+    if model.vae is None:
+        raise ConfigError("latent_dataset: the model has no VAE (it works in pixel space)")
+    size = model.vae.config.sample_size
+
+    def encode(images: Tensor) -> Tensor:
+        x = images.float() / (255 if images.dtype == torch.uint8 else 1)
+        x = F.interpolate(x * 2 - 1, size=(size, size), mode="bilinear", align_corners=False)
+        return torch.cat([model.encode(x[i:i + batch_size].expand(-1, 3, -1, -1))
+                          for i in range(0, len(x), batch_size)])
+
+    return replace(dataset, name=f"{dataset.name}-latent", train_images=encode(dataset.train_images),
+                   test_images=encode(dataset.test_images), mean=(0.0,), std=(1.0,),
+                   source={**dataset.source, "latents": {"vae_sample_size": size}}, _fingerprint=None)
+
+
 def relabelled(dataset: ImageDataset, kind: str) -> ImageDataset:
     """The same images labelled by digit (10 classes) or style (3 classes): what the evaluation classifiers learn."""
-    from dataclasses import replace
-
     from .prompts import DIGITS, prompt_digit, prompt_style
 
     of, classes = (prompt_digit, list(DIGITS)) if kind == "digit" else (prompt_style, list(STYLES))

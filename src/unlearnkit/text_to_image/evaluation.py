@@ -49,6 +49,7 @@ class Scores:
     alignment: float
     neighbour_acc: float
     per_concept: dict[str, float]
+    forget_by: dict[str, float]  # forget_acc of each erased concept
     sample_seconds: float
     samples: Tensor
     prompts: Tensor
@@ -56,6 +57,7 @@ class Scores:
     def row(self) -> dict:
         return {"forget_acc": self.forget_acc, "retain_acc": self.retain_acc, "fid": self.fid,
                 "alignment": self.alignment, "neighbour_acc": self.neighbour_acc,
+                **({f"forget_acc_{k}": v for k, v in self.forget_by.items()} if len(self.forget_by) > 1 else {}),
                 **{f"acc_{k}": v for k, v in self.per_concept.items()}, "eval_seconds": self.sample_seconds}
 
 
@@ -96,7 +98,8 @@ class PromptEvaluator:
             near.append(hits[torch.isin(labels, torch.tensor(self.neighbours[concept.name]))])
         return Scores(forget_accuracy(forget, self.erased), retain_accuracy(kept, self.kinds),
                       frechet_distance(kept.features, self.reference), alignment(kept), percent(torch.cat(near)),
-                      concepts, time.perf_counter() - started, images, self.prompts)
+                      concepts, {c.name: forget_accuracy(forget, (c,)) for c in self.erased},
+                      time.perf_counter() - started, images, self.prompts)
 
     def describe(self) -> dict:
         return {**self.budget.describe(), "erased_prompts": [PROMPTS[p] for p in self.erased_prompts],

@@ -52,13 +52,15 @@ class Classification(Task):
 
     @torch.no_grad()
     def probe(self, ctx: Context, view) -> tuple[Tensor, Tensor]:
-        """The logit-scaled confidence of the true class (LiRA's φ) and correctness."""
+        """The logit-scaled confidence of the true class (LiRA's φ) and correctness, over the dataset's classes only:
+        a method's extra output (Boundary Expanding's shadow class) is pruned before the model is returned, so the
+        model is judged as it will be."""
         from ..evaluation.oracle_free import logit_confidence
 
         scores, correct = [], []
         for positions in torch.arange(len(view)).split(1024):
             batch = ctx.batch(view, positions)
-            logits = self.forward(ctx, batch, train=False)
+            logits = self.forward(ctx, batch, train=False)[:, :ctx.dataset.num_classes]
             scores.append(logit_confidence(logits, batch.y).cpu())
             correct.append((logits.argmax(1) == batch.y).cpu())
         return torch.cat(scores), torch.cat(correct)
