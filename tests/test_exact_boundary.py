@@ -125,7 +125,7 @@ def test_sisa_retrains_only_the_affected_shards_and_reuses_its_training(tiny_dat
     real_fit = exact.fit
     monkeypatch.setattr(exact, "fit", lambda *a, **k: fits.append(k["label"]) or real_fit(*a, **k))
 
-    first = unlearn(model, split_of(tiny_data, forget), "sisa", runtime=runtime, **SISA)
+    first = unlearn(model, split_of(tiny_data, forget), "sisa", runtime=runtime, store=isolated_store, **SISA)
     info = first.details["sisa"]
     assert info["affected_shards"] == [1] and info["retrained_slices"] == 1 and not info["original_cached"]
     assert fits[-1] == "SISA shard 1 slice 1" and len(fits) == 3 * 2 + 1  # the sharded training, then one slice
@@ -141,9 +141,16 @@ def test_sisa_retrains_only_the_affected_shards_and_reuses_its_training(tiny_dat
         assert same == (s != 1)
 
     fits.clear()
-    second = unlearn(model, split_of(tiny_data, forget), "sisa", runtime=runtime, **SISA)
+    second = unlearn(model, split_of(tiny_data, forget), "sisa", runtime=runtime, store=isolated_store, **SISA)
     assert second.details["sisa"]["original_cached"] and fits == ["SISA shard 1 slice 1"]
     assert second.details["sisa"]["original_key"] == info["original_key"]
+
+
+def test_sisa_without_a_store_trains_in_a_folder_that_lasts_the_run(tiny_data, runtime, isolated_store):
+    model = spec_for("mlp", tiny_data, hidden=(16,)).build()
+    result = unlearn(model, split_of(tiny_data, [0, 1, 2]), "sisa", runtime=runtime, **SISA)
+    assert len(result.model.constituents) == 3 and not result.details["sisa"]["original_cached"]
+    assert not isolated_store.exists() or not (isolated_store / "sisa").exists()  # the engine wrote nothing there
 
 
 def test_sisa_ensemble_aggregates_constituents():

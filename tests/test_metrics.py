@@ -135,7 +135,7 @@ def _outputs(n: int, confident: bool, seed: int, classes: int = 5) -> Outputs:
     return Outputs(logits, labels)
 
 
-@pytest.mark.parametrize("name", ["mia_entropy", "mia_svc"])
+@pytest.mark.parametrize("name", ["mia_entropy", "mia_svc", "mia_loss"])
 def test_named_attacks_are_at_chance_when_outputs_do_not_depend_on_membership(name):
     attack = ATTACKS.get(name)
 
@@ -149,7 +149,7 @@ def test_named_attacks_are_at_chance_when_outputs_do_not_depend_on_membership(na
     assert balanced_accuracy == pytest.approx(50.0, abs=4.0)
 
 
-@pytest.mark.parametrize("name", ["mia_entropy", "mia_svc"])
+@pytest.mark.parametrize("name", ["mia_entropy", "mia_svc", "mia_loss"])
 def test_named_attacks_read_as_share_of_forget_set_called_member(name):
     attack = ATTACKS.get(name)
     remain, test = _outputs(400, True, 0), _outputs(200, False, 1)
@@ -168,8 +168,21 @@ def test_svc_attack_is_seeded_and_its_shadow_picks():
         mia_svc(remain, test, forget, shadow="last")
 
 
+def test_loss_attack_threshold_is_youdens_j_on_known_losses():
+    from unlearnkit.evaluation.membership import mia_loss
+
+    def with_losses(losses):  # logits (-m, 0), label 0: the loss is softplus(m), so m = softplus^-1(loss)
+        m = torch.log(torch.expm1(torch.tensor(losses, dtype=torch.float64)))
+        return Outputs(torch.stack([-m, torch.zeros_like(m)], 1), torch.zeros(len(losses), dtype=torch.long))
+
+    remain, test = with_losses([0.1, 0.2, 0.3, 0.4]), with_losses([0.35, 0.5, 0.6, 0.7])
+    # Youden's J is largest (0.75) at t = 0.3: TPR 3/4, FPR 0; at 0.4 it is 1 - 1/4 = 0.75 too, and roc_curve's
+    # first maximum (the stricter threshold, 0.3) is kept.
+    assert mia_loss(remain, test, with_losses([0.05, 0.3, 0.31, 0.9])) == 50.0
+
+
 def test_attack_registry_and_gap_metrics():
-    assert set(ATTACKS.names()) == {"mia_entropy", "mia_svc"}
+    assert set(ATTACKS.names()) == {"mia_entropy", "mia_svc", "mia_loss"}
     assert ATTACKS.get("mia_entropy") is mia_entropy
     assert GAP_METRICS == ("forget_acc", "remain_acc", "test_acc", "mia_entropy")
     assert gap_metrics("mia_svc")[-1] == "mia_svc"

@@ -389,3 +389,34 @@ def test_nudenet_detector_loads_and_scores_an_image():
     assert isinstance(detections, list)
     assert all({"class", "score", "box"} <= set(d) for d in detections)
     assert nudity_counts([torch.zeros(3, 64, 64)], detector)["images"] == 1
+
+
+def test_the_cli_bench_writes_the_csv_with_an_original_row(monkeypatch, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from unlearnkit.cli import app
+    from unlearnkit.config import TrainRecipe
+    from unlearnkit.generation import metrics
+    from unlearnkit.text_to_image import bench
+
+    monkeypatch.setattr(metrics, "CLASSIFIER_RECIPE", TrainRecipe(epochs=1, batch_size=64, lr=0.05, augment=False))
+    monkeypatch.setattr(bench, "QUICK_RECIPE", {"steps": 3, "batch_size": 16})
+    monkeypatch.setattr(bench, "QUICK_BUDGET", {"forget_per_prompt": 2, "retain_per_prompt": 1, "steps": 2})
+    monkeypatch.setattr(bench, "QUICK_METHODS", {"sfron": {"iters": 1, "fisher_batch_size": 64}})
+    monkeypatch.setattr(bench, "SCENARIO_METHODS", ["uce"])
+    result = CliRunner().invoke(app, ["bench", "--task", "text-to-image", "--quick", "--methods", "sfron,uce",
+                                      "--out", str(tmp_path / "out"), "--store", str(tmp_path / "store"), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    with open(out["csv"]) as f:
+        rows = {row["method"]: row for row in csv.DictReader(f)}
+    assert list(rows) == ["original", "oracle", "sfron", "uce"]
+    for row in rows.values():
+        assert 0 <= float(row["forget_acc"]) <= 100 and 0 <= float(row["retain_acc"]) <= 100
+        assert row["remain_acc"] == row["retain_acc"]
+    assert set(out["grids"]) >= {"original", "sfron", "uce", "multi-uce", "sequential-uce"}
+    result = CliRunner().invoke(app, ["bench", "--task", "text-to-image", "--concept", "eleven",
+                                      "--store", str(tmp_path / "store")])
+    assert result.exit_code == 2 and "eleven" in result.output

@@ -14,7 +14,6 @@ from typer.core import TyperGroup
 
 from .errors import ConfigError, UnlearnkitError
 
-TASKS = ("classification", "generation", "text-to-image")
 # Typer 0.29 vendors click: its usage errors derive from typer.exceptions.TyperException, older ones from click's.
 USAGE_ERRORS = (click.ClickException, getattr(typer.exceptions, "TyperException", click.ClickException))
 
@@ -64,7 +63,9 @@ BatchOpt = typer.Option(None, "--batch-size", help="Override the recipe's batch 
 ForceOpt = typer.Option(False, "--force", metavar="",
                         help="Train again even if a stored run with the same content exists (and discard any "
                              "partial state).")
-TaskOpt = typer.Option("classification", "--task", help=" or ".join(TASKS) + ".")
+TaskOpt = typer.Option("classification", "--task",
+                       help="The domain: classification, generation or text-to-image (`unlearnkit tasks`).")
+CheckpointTaskOpt = typer.Option(None, "--task", help="The domain (default: the checkpoint's own).")
 OnlyOpt = typer.Option(None, "--only", help="Comma-separated scenario names to run (default: all in the file).")
 ExecutorOpt = typer.Option("local", "--executor", help="local (this process) or ray (a Ray cluster: local by "
                                                        "default, --address for an existing one).")
@@ -72,6 +73,8 @@ AddressOpt = typer.Option(None, "--address", help="With --executor ray: an exist
 CpusOpt = typer.Option(1.0, "--cpus-per-job", help="With --executor ray: CPUs reserved by each job.")
 GpusOpt = typer.Option(0.0, "--gpus-per-job", help="With --executor ray: GPUs (or a fraction) reserved by each job.")
 NumCpusOpt = typer.Option(None, "--num-cpus", help="With --executor ray and no --address: the local cluster's CPUs.")
+ForgetClassOpt = typer.Option(None, "--forget-class", help="With --task generation: the class to forget (default 0).")
+DenoiserOpt = typer.Option(None, "--denoiser", help="With --task generation: unet (default) or dit.")
 TunedOpt = typer.Option(False, "--tuned", metavar="",
                         help="Apply the values `unlearnkit tune` chose for this dataset and forget spec (tuned.yaml), "
                              "where it has an entry, under any --set. Off: every method runs at its defaults.")
@@ -93,10 +96,11 @@ def command(fn: Callable) -> Callable:
     return app.command(fn.__name__.rstrip("_").replace("_", "-"))(wrapper)
 
 
-def check_task(name: str) -> str:
-    if name not in TASKS:
-        raise ConfigError(f"unknown task '{name}'; expected one of: {', '.join(TASKS)}")
-    return name
+def get_domain(name: str):
+    """The domain `--task` names, or one line listing the registered ones."""
+    from .domains import domain
+
+    return domain(name)
 
 
 def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
@@ -137,50 +141,19 @@ def _settings(config: Optional[Path], flags: dict[str, Any]) -> dict[str, Any]:
 
 def _train_command(kind: str, data, root, model, config, seed, forget, epochs, lr, batch_size, assignments,
                    device, threads, store, force, task_name, as_json) -> None:
+    from .artifacts import writable_store
     from .config import parse_assignments
+    from .runtime import Runtime
 
+    domain = get_domain(task_name)
     settings = _settings(config, {"data": data if data != "digits" else None, "root": root, "model": model,
                                   "seed": seed, "forget": forget})
     settings.setdefault("data", data)
-    recipe_overrides = {**settings.get("recipe", {}), **parse_assignments(assignments)}
-    recipe_overrides.update({k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size}.items()
-                             if v is not None})
-    if check_task(task_name) == "generation":
-        from .generation.cli import train_generation
-        result = train_generation(kind, settings, recipe_overrides, device, threads, store, force)
-    else:
-        result = _train_classifier(kind, settings, recipe_overrides, device, threads, store, force)
-    emit(result, as_json, _describe_training(result))
-
-
-def _train_classifier(kind, settings, recipe_overrides, device, threads, store, force) -> dict:
-    from .artifacts import writable_store
-    from .data import DATASETS, load_dataset, oracle_split
-    from .models import spec_for
-    from .pipeline import train
-    from .runtime import Runtime
-
+    recipe = {**settings.get("recipe", {}), **parse_assignments(assignments)}
+    recipe.update({k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size}.items() if v is not None})
     runtime = Runtime.create(device, threads)
-    store = writable_store(store)
-    dataset = load_dataset(settings["data"], settings.get("root"), **settings.get("data_options", {}))
-    spec = DATASETS.get(settings["data"])
-    model = spec_for(settings.get("model") or spec.default_model, dataset, **settings.get("model_options", {}))
-    recipe = spec.recipe.with_overrides(recipe_overrides)
-    seed = int(settings.get("seed", 0))
-    split = oracle_split(kind, settings.get("forget"), dataset, seed, "retrain")
-    checkpoint = train(dataset, model, recipe, seed, split, runtime, store, force)
-    record = checkpoint.record
-    return {"checkpoint": str(checkpoint.path), "kind": kind, "train_acc": record["metrics"]["train_acc"],
-            "test_acc": record["metrics"]["test_acc"], "wall_time_s": record["wall_time_s"],
-            **({"forget_acc": record["metrics"]["forget_acc"], "split": record["split"]} if split else {})}
-
-
-def _describe_training(result: dict) -> str:
-    if result.get("task") == "generation":
-        return (f"{result['kind']} diffusion model: train loss {result['train_loss']:.3f}, "
-                f"{result['wall_time_s']:.1f} s -> {result['checkpoint']}")
-    return (f"{result['kind']} model: train acc {result['train_acc']:.2f}%, test acc {result['test_acc']:.2f}%, "
-            f"{result['wall_time_s']:.1f} s -> {result['checkpoint']}")
+    result = domain.train(kind, settings, recipe, runtime, writable_store(store), force)
+    emit(result, as_json, domain.describe_training(result))
 
 
 @command
@@ -216,58 +189,36 @@ def forget(model: Path = typer.Option(..., "--model", help="Checkpoint folder of
            seed: Optional[int] = typer.Option(None, "--seed",
                                               help="Seed of the split and the method (default: the original's)."),
            device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt, tuned: bool = TunedOpt,
-           store: Optional[Path] = StoreOpt, force: bool = ForceOpt, as_json: bool = JsonOpt):
-    """Unlearn a forget set from a trained model; writes the unlearned checkpoint and its record and prints the
-    oracle-free verdict (forgotten / not yet / model damaged)."""
+           task_name: Optional[str] = CheckpointTaskOpt, store: Optional[Path] = StoreOpt, force: bool = ForceOpt,
+           as_json: bool = JsonOpt):
+    """Unlearn a forget set from a trained model; writes the unlearned checkpoint and its record and prints its
+    figures (for classifiers, the oracle-free verdict: forgotten / not yet / model damaged)."""
     from .artifacts import load_checkpoint, writable_store
     from .config import parse_assignments
-    from .pipeline import unlearn_checkpoint
+    from .domains import domain_of
     from .runtime import Runtime
 
-    writable_store(store)
+    store = writable_store(store)
     settings = _settings(config, {"seed": seed})
     checkpoint = load_checkpoint(model)
-    overlay = tuned_values(method, (checkpoint.record.get("data") or {}).get("name"), forget_spec) if tuned else {}
+    domain = domain_of(checkpoint, task_name)
+    domain.methods.get(method)  # an unknown method fails before anything is read
+    overlay = {}
+    if tuned:
+        if domain.name != "classification":
+            raise ConfigError(f"--tuned: tuned.yaml holds classification values only, not {domain.name}")
+        overlay = tuned_values(method, (checkpoint.record.get("data") or {}).get("name"), forget_spec)
     hyperparameters = {**overlay, **settings.get("hyperparameters", {}), **parse_assignments(assignments)}
-    runtime = Runtime.create(device, threads)
     seed = settings.get("seed")
-    result = unlearn_checkpoint(checkpoint, method, forget_spec, None if seed is None else int(seed),
-                                hyperparameters, runtime, store, force)
-    record = result.record
-    out = {"checkpoint": str(result.path), "method": method, **record["metrics"],
-           "wall_time_s": record["unlearning"]["wall_time_s"], "steps": record["unlearning"]["steps"],
-           "sample_passes": record["unlearning"]["sample_passes"], "split": record["split"],
-           "hyperparameters": record["unlearning"]["hyperparameters"], "verdict": record.get("verdict"),
-           "calibration": record["unlearning"].get("calibration")}
-    emit(out, as_json, describe_forget(method, out, result.path))
+    out = domain.forget(checkpoint, method, forget_spec, None if seed is None else int(seed), hyperparameters,
+                        Runtime.create(device, threads), store, force)
+    emit(out, as_json, domain.describe_forget(out))
 
 
 def tuned_values(method: str, dataset: str | None, spec: str) -> dict:
-    """The explicit tuned overlay (`--tuned`): what `unlearnkit tune` stored for this method, dataset and spec."""
-    from .unlearning.tuned import tuned
+    from .domains.classification import tuned_values as values
 
-    return tuned(method, dataset, spec)
-
-
-def describe_forget(method: str, out: dict, path) -> str:
-    lines = [f"{method}: forget acc {out['forget_acc']:.2f}%, remain acc {out['remain_acc']:.2f}%, "
-             f"test acc {out['test_acc']:.2f}%, {out['wall_time_s']:.1f} s -> {path}"]
-    said = out.get("verdict")
-    if said:
-        b, a = said["before"], said["after"]
-        lines += [f"verdict: {said['line']}",
-                  f"  forget vs held-out loss gap  {b['loss_gap']:+.3f} -> {a['loss_gap']:+.3f} (held-out - forget)",
-                  f"  confidence gap               {b['confidence_gap']:+.3f} -> {a['confidence_gap']:+.3f}",
-                  f"  membership AUC               {b['membership_auc']:.3f} -> {a['membership_auc']:.3f} "
-                  f"(0.5 = looks unseen, ±{said['auc_tolerance']:.3f})",
-                  f"  remain accuracy              {b['remain_acc']:.2f}% -> {a['remain_acc']:.2f}%",
-                  f"  held-out accuracy            {b['heldout_acc']:.2f}% -> {a['heldout_acc']:.2f}%"]
-        if said.get("unrolling"):
-            lines.append(f"  unlearning-error proxy (Thudi et al.) of the original training: "
-                         f"{said['unrolling']['proxy']:.4g}")
-    if out.get("calibration"):
-        lines.append(f"calibration: {out['calibration']['decision']}")
-    return "\n".join(lines)
+    return values(method, dataset, spec)
 
 
 @command
@@ -281,18 +232,20 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Checkpoint folder of t
              root: Optional[str] = typer.Option(None, "--root", help="Dataset folder, if it moved since training."),
              seed: Optional[int] = typer.Option(None, "--seed",
                                                 help="Seed of the SVC attack's shadow subset (default 0)."),
+             task_name: Optional[str] = CheckpointTaskOpt, store: Optional[Path] = StoreOpt,
              device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt, as_json: bool = JsonOpt):
-    """Evaluate a model against its oracle: FA, RA, TA, MIA, Avg.Gap, KL, verification error, RTE."""
-    from .artifacts import finite_json
-    from .evaluation import format_report
-    from .evaluation.checkpoints import evaluate_checkpoints
+    """Evaluate a model against its oracle: FA, RA, TA, MIA, Avg.Gap, KL, verification error, RTE (a generator:
+    forget and remain accuracy of its samples, FID*, Avg.Gap, KL)."""
+    from .artifacts import finite_json, load_checkpoint
+    from .domains import domain_of
     from .runtime import Runtime
 
     if seed is not None and seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {seed}")
-    result = evaluate_checkpoints(checkpoint, oracle, original, mia, Runtime.create(device, threads), root,
-                                  seed if seed is not None else 0)
-    emit(finite_json(result), as_json, format_report(result))
+    domain = domain_of(load_checkpoint(checkpoint), task_name)
+    options = {"mia": mia, "root": root, "seed": seed, "store": store}
+    result = domain.evaluate(checkpoint, oracle, original, options, Runtime.create(device, threads))
+    emit(finite_json(result), as_json, domain.describe_evaluation(result))
 
 
 @command
@@ -300,12 +253,13 @@ def methods(as_json: bool = JsonOpt,
             name: Optional[str] = typer.Argument(None, help="Show one method's hyperparameters."),
             forget_spec: Optional[str] = typer.Option(None, "--forget",
                                                       help="With NAME: the defaults for this kind of forget spec "
-                                                           "(class-wise defaults differ for some methods).")):
-    """List every unlearning method with its decomposition (mask | forgetting | remaining | geometry)."""
+                                                           "(class-wise defaults differ for some methods)."),
+            task_name: str = TaskOpt):
+    """List every unlearning method of a domain with its decomposition (mask | forgetting | remaining | geometry)."""
     from rich.console import Console
     from rich.table import Table
 
-    from .unlearning.methods import METHODS
+    METHODS = get_domain(task_name).methods
 
     if name:
         method = METHODS.get(name)
@@ -331,12 +285,13 @@ def methods(as_json: bool = JsonOpt,
         return
     rows = [{"name": n, "title": m.title, **m.columns()} for n, m in METHODS.items()]
 
-    table = Table("method", "mask", "forgetting part", "remaining part", "geometry", title="Unlearning methods")
+    table = Table("method", "mask", "forgetting part", "remaining part", "geometry",
+                  title=f"Unlearning methods ({task_name})")
     for r in rows:
         table.add_row(r["name"], r["mask"], r["forgetting"], r["remaining"], r["geometry"])
     Console(stderr=as_json, width=160).print(table)
     if as_json:
-        typer.echo(json.dumps({"methods": rows}))
+        typer.echo(json.dumps({"task": task_name, "methods": rows}))
 
 
 @command
@@ -347,10 +302,9 @@ def bench(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
           seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
           out: Optional[Path] = typer.Option(None, "--out",
                                              help="Output folder (default: <store>/bench/<config key>)."),
-          forget_class: int = typer.Option(0, "--forget-class", help="With --task generation: the class to forget."),
-          denoiser: str = typer.Option("unet", "--denoiser", help="With --task generation: unet or dit."),
-          concept: str = typer.Option("seven", "--concept",
-                                      help="With --task text-to-image: the concept to erase (digit word or style)."),
+          forget_class: Optional[int] = ForgetClassOpt, denoiser: Optional[str] = DenoiserOpt,
+          concept: Optional[str] = typer.Option(None, "--concept", help="With --task text-to-image: the concept "
+                                                "to erase, a digit word or a style (default seven)."),
           only: Optional[str] = OnlyOpt, tuned: bool = TunedOpt,
           task_name: str = TaskOpt, device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt,
           executor: str = ExecutorOpt, address: Optional[str] = AddressOpt, cpus_per_job: float = CpusOpt,
@@ -358,79 +312,19 @@ def bench(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
           store: Optional[Path] = StoreOpt, as_json: bool = JsonOpt):
     """Benchmark methods against the oracle over scenarios and seeds; writes tables and an HTML report.
     Killed and started again, it skips the cells it has finished."""
-    from .artifacts import writable_store
+    from .artifacts import finite_json, writable_store
     from .runtime import Runtime
 
-    check_task(task_name)
-    runtime = Runtime.create(device, threads)
-    store = writable_store(store)
-    if task_name == "generation":
-        _bench_generation(out, quick, methods_, seeds, forget_class, denoiser, runtime, store, as_json)
-        return
-    if task_name == "text-to-image":
-        _bench_text_to_image(out, quick, methods_, seeds, concept, runtime, store, as_json)
-        return
-    from .bench import bench as run
-    from .bench import load_bench_config, select_scenarios
-
-    config = select_scenarios(load_bench_config(scenarios), only)
-    if methods_ is not None:
-        config.methods = _names(methods_, "--methods")
-    if seeds is not None:
-        config.seeds = parse_seeds(seeds)
-    if quick:
-        config.seeds = config.seeds[:1]
-    if tuned:
-        from .unlearning.methods import METHODS
-
-        for scenario in config.scenarios:
-            for name in config.methods or METHODS.names():
-                scenario.hyperparameters[name] = {**tuned_values(name, scenario.data, scenario.forget),
-                                                  **scenario.hyperparameters.get(name, {})}
-    from .executor import make_executor
-
-    with make_executor(executor, address, cpus_per_job, gpus_per_job, threads=runtime.threads,
-                       num_cpus=num_cpus) as jobs:
-        result = run(config, runtime, out, store, executor=jobs)
-    tables = {scenario: [{k: row[k] for k in ("method", "forget_acc", "remain_acc", "test_acc", row["mia"], "avg_gap",
-                                              "kl_forget", "rte_s", "speedup")} for row in rows]
-              for scenario, rows in result["summary"].items()}
-    from .artifacts import finite_json
-
-    summary = {"report": str(result["paths"]["report"]), "markdown": str(result["paths"]["markdown"]),
-               "csv": str(result["paths"]["csv"]), "json": str(result["paths"]["json"]), "tables": finite_json(tables)}
-    emit(summary, as_json, result["paths"]["markdown"].read_text() + f"\nreport: {result['paths']['report']}")
-
-
-def _bench_generation(out, quick, methods_, seeds, forget_class, denoiser, runtime, store, as_json) -> None:
-    from .artifacts import default_store, finite_json
-    from .generation.bench import run_generation_bench
-
-    seed = parse_seeds(seeds)[0] if seeds is not None else 0
-    out_dir = Path(out or Path(store or default_store()) / "bench"
-                   / f"generation-{denoiser}-class{forget_class}-seed{seed}{'-quick' if quick else ''}")
-    result = run_generation_bench(out_dir, runtime, store, seed=seed, forget_class=forget_class, quick=quick,
-                                  denoiser=denoiser,
-                                  methods=_names(methods_, "--methods") if methods_ is not None else None)
-    summary = {"report": result["files"]["markdown"], "grid": result["files"]["grid"], "csv": result["files"]["csv"],
-               "json": result["files"]["json"], "rows": finite_json(result["rows"]), "timings": result["timings"]}
-    emit(summary, as_json, Path(result["files"]["markdown"]).read_text())
-
-
-def _bench_text_to_image(out, quick, methods_, seeds, concept, runtime, store, as_json) -> None:
-    from .artifacts import default_store, finite_json
-    from .text_to_image.bench import run_text_to_image_bench
-
-    seed = parse_seeds(seeds)[0] if seeds is not None else 0
-    out_dir = Path(out or Path(store or default_store()) / "bench"
-                   / f"text-to-image-{concept}-seed{seed}{'-quick' if quick else ''}")
-    result = run_text_to_image_bench(out_dir, runtime, store, seed=seed, quick=quick, concept=concept,
-                                     methods=_names(methods_, "--methods") if methods_ is not None else None)
-    files = result["files"]
-    summary = {"markdown": files["markdown"], "csv": files["csv"], "json": files["json"],
-               "scenarios_csv": files["scenarios_csv"], "grids": files["grids"], "rows": finite_json(result["rows"]),
-               "timings": result["timings"]}
-    emit(summary, as_json, Path(files["markdown"]).read_text())
+    domain = get_domain(task_name)
+    options = {"scenarios": scenarios, "quick": quick, "out": out, "only": only, "tuned": tuned,
+               "methods": _names(methods_, "--methods") if methods_ is not None else None,
+               "seeds": parse_seeds(seeds) if seeds is not None else None, "forget_class": forget_class,
+               "denoiser": denoiser, "concept": concept,
+               "executor": {"name": executor, "address": address, "cpus_per_job": cpus_per_job,
+                            "gpus_per_job": gpus_per_job, "num_cpus": num_cpus}}
+    result = domain.bench(options, Runtime.create(device, threads), writable_store(store))
+    text = result.pop("text")
+    emit(finite_json(result), as_json, text)
 
 
 @command
@@ -457,48 +351,30 @@ def tune(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
                                                      "the executor)."),
          device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt, executor: str = ExecutorOpt,
          address: Optional[str] = AddressOpt, cpus_per_job: float = CpusOpt, gpus_per_job: float = GpusOpt,
-         num_cpus: Optional[int] = NumCpusOpt, store: Optional[Path] = StoreOpt, as_json: bool = JsonOpt):
+         num_cpus: Optional[int] = NumCpusOpt, forget_class: Optional[int] = ForgetClassOpt,
+         denoiser: Optional[str] = DenoiserOpt, task_name: str = TaskOpt, store: Optional[Path] = StoreOpt,
+         as_json: bool = JsonOpt):
     """Choose each method's hyperparameters per scenario against the oracle (Optuna TPE over the declared grids,
     on held-out seeds, a journal storage that parallel workers share)."""
     from .artifacts import writable_store
-    from .bench import load_bench_config, select_scenarios
-    from .bench.tuning import best_by_spec, write_bench_file
-    from .bench.tuning import tune as run
     from .runtime import Runtime
-    from .unlearning.methods import METHODS
 
-    runtime = Runtime.create(device, threads)
-    store = writable_store(store)
+    domain = get_domain(task_name)
     if max_trials < 1:
         raise ConfigError(f"--max-trials must be at least 1, got {max_trials}")
     if not max_cost > 0:
         raise ConfigError(f"--max-cost must be > 0 (a share of retraining's sample passes), got {max_cost}")
-    config = select_scenarios(load_bench_config(scenarios), only)
-    chosen = _names(methods_, "--methods") if methods_ is not None else [n for n, m in METHODS.items() if m.search]
-    for name in chosen:
-        METHODS.get(name)
-    tuning_seeds = parse_seeds(seeds)
-    out_dir = Path(out or store / "tune")
     if parallel is not None and parallel < 1:
         raise ConfigError(f"--parallel must be at least 1, got {parallel}")
-    from .executor import make_executor
-
-    with make_executor(executor, address, cpus_per_job, gpus_per_job, threads=runtime.threads,
-                       num_cpus=num_cpus) as jobs:
-        result = run(config, chosen, tuning_seeds, runtime, out_dir, store, max_trials, max_cost, executor=jobs,
-                     n_parallel=parallel)
-    header = ("# Written by `unlearnkit tune`: per dataset and forget spec, each method's hyperparameters that best\n"
-              "# matched the oracle on held-out tuning seeds (the runs and their settings: docs/tuning.md).\n")
-    if write:
-        write_bench_file(write, config, result["best"], header)
-    if defaults_file:
-        from .unlearning.tuned import merge_into
-
-        for dataset, by_spec in best_by_spec(config, result["best"]).items():
-            merge_into(defaults_file, dataset, by_spec, header)
-    best = {s: {m: r["hp"] for m, r in methods.items()} for s, methods in result["best"].items()}
-    emit({"best": best, "summary": str(out_dir / "tuning.md"), "trials": str(out_dir / "trials.csv")}, as_json,
-         (out_dir / "tuning.md").read_text())
+    options = {"scenarios": scenarios, "only": only, "write": write, "defaults_file": defaults_file, "out": out,
+               "methods": _names(methods_, "--methods") if methods_ is not None else None,
+               "seeds": parse_seeds(seeds), "max_trials": max_trials, "max_cost": max_cost, "parallel": parallel,
+               "forget_class": forget_class, "denoiser": denoiser,
+               "executor": {"name": executor, "address": address, "cpus_per_job": cpus_per_job,
+                            "gpus_per_job": gpus_per_job, "num_cpus": num_cpus}}
+    result = domain.tune(options, Runtime.create(device, threads), writable_store(store))
+    text = result.pop("text")
+    emit(result, as_json, text)
 
 
 @command
@@ -525,6 +401,19 @@ def audit(data: str = DataOpt, root: Optional[str] = RootOpt, model: Optional[st
               f"{r['epsilon']:>9.2f}{r['klom']:>10.2f}" if r.get("auc") is not None else f"{r['method']:<14} "
               f"{r.get('error', 'n/a')}" for r in rows]
     emit(result, as_json, "\n".join([*lines, f"report: {result['report']}"]))
+
+
+@command
+def tasks(as_json: bool = JsonOpt):
+    """List the domains (`--task`): what each unlearns and which commands run on it."""
+    from .domains import DOMAINS, names, supporting
+
+    rows = [{"task": n, "title": DOMAINS.get(n).title, "methods": DOMAINS.get(n).methods.names(),
+             "commands": ["methods", *(op for op in ("train", "forget", "evaluate", "bench", "tune")
+                                       if n in supporting(op))]} for n in names()]
+    lines = [f"{r['task']:<16}{r['title']}\n{'':<16}commands: {', '.join(r['commands'])}; methods: "
+             f"{', '.join(r['methods'])}" for r in rows]
+    emit({"tasks": rows}, as_json, "\n".join(lines))
 
 
 @command

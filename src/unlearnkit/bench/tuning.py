@@ -85,7 +85,7 @@ def tune(config: BenchConfig, methods: list[str], seeds: list[int], runtime: Run
     if n_parallel is not None and n_parallel < 1:
         raise ConfigError(f"n_parallel must be at least 1, got {n_parallel}")
     spaces = {(s.name, name): checked_space(s, name) for s in config.scenarios for name in methods}
-    optuna = _import_optuna()
+    optuna = import_optuna()
     loaded = checked_scenarios(config, methods, provided)
     executor = executor or InProcess()
     check_threads(executor, runtime)
@@ -128,7 +128,7 @@ def checked_space(scenario: Scenario, name: str) -> dict[str, list]:
     return space
 
 
-def _import_optuna():
+def import_optuna():
     try:
         import optuna
         import optuna.storages.journal  # noqa: F401 - JournalFileBackend: Optuna 4.0 and later

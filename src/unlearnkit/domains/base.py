@@ -1,88 +1,82 @@
-"""The interface every domain implements (see the package docstring)."""
+"""The interface every domain implements (see the package docstring). Each operation takes plain settings, as
+the CLI reads them, and returns one JSON-ready dict under the common keys; a domain that cannot do an operation
+says so in one line (UnsupportedError), listing the domains that can."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from torch import nn
-
 from ..artifacts import Checkpoint
-from ..data.splits import ForgetSplit
+from ..errors import ConfigError
 from ..registry import Registry
 from ..runtime import Runtime
 
-
-@dataclass(frozen=True)
-class Loaded:
-    """A scenario made concrete: the dataset the splits index, the model spec every original and oracle is built
-    from, and the training recipe (a domain's own recipe type)."""
-
-    dataset: Any
-    model: Any
-    recipe: Any
-
-    def __iter__(self):  # (dataset, model, recipe) = loaded
-        return iter((self.dataset, self.model, self.recipe))
-
-
-class Evaluator:
-    """Scores models of one scenario and split against that split's oracle: `evaluate` returns the domain's
-    figures under the common keys (see the package docstring), the oracle's own under "oracle", and the gaps of
-    the metrics Avg.Gap averages under "gaps"."""
-
-    def evaluate(self, model: nn.Module, oracle: Checkpoint, original: Checkpoint | None, record: dict | None
-                 ) -> dict:
-        raise NotImplementedError
+# The keys that mean the same in every domain (percentages, except the gaps' units follow their metrics).
+COMMON_KEYS = ("forget_acc", "remain_acc", "test_acc", "avg_gap", "kl_forget", "rte_s", "cost_ratio")
 
 
 class Domain:
-    """One model family. Subclasses set the class attributes and implement the methods."""
+    """One model family: its methods, its original and oracle training, unlearning a stored original, evaluating
+    against the oracle, its bench and its tuning. Subclasses set the class attributes and override what they do."""
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
-
-    def columns(self, mia: str) -> tuple[tuple[str, str], ...]:
-        """The bench table's columns before Avg.Gap, KL and cost: (result key, label), in order."""
-        raise NotImplementedError
 
     @property
     def methods(self) -> Registry:
         raise NotImplementedError
 
-    def default_methods(self) -> list[str]:
-        """What the bench runs when no method is named."""
-        return self.methods.names()
+    def _unsupported(self, what: str) -> ConfigError:
+        from . import supporting
 
-    def load(self, scenario) -> Loaded:
-        """A bench scenario (or the CLI's settings as one) as dataset, model spec and recipe."""
-        raise NotImplementedError
+        able = [n for n in supporting(what) if n != self.name]
+        return ConfigError(f"`{what} --task {self.name}` is not available; {what} runs with --task "
+                           f"{' or '.join(able) or '(none)'} (see docs/extending.md)")
 
-    def train(self, loaded: Loaded, seed: int, split: ForgetSplit | None, runtime: Runtime, store: Path | None,
-              force: bool = False) -> Checkpoint:
-        """The original (no split) or the oracle, trained or found in the store by content."""
-        raise NotImplementedError
+    def train(self, kind: str, settings: dict[str, Any], recipe: dict[str, Any], runtime: Runtime,
+              store: Path | None, force: bool) -> dict:
+        """The original (kind 'original') or the oracle (kind 'oracle', without settings['forget']), trained or
+        found in the store by content: {"checkpoint", "kind", "task", "wall_time_s", ...}."""
+        raise self._unsupported("train")
 
-    def model_identity(self, loaded: Loaded, seed: int, split: ForgetSplit | None) -> dict:
-        """What makes `train` train another model: scenarios sharing it share one training job."""
-        raise NotImplementedError
+    def describe_training(self, result: dict) -> str:
+        return f"{result['kind']} model: {result['wall_time_s']:.1f} s -> {result['checkpoint']}"
 
-    def load_model(self, checkpoint: Checkpoint) -> nn.Module:
-        raise NotImplementedError
+    def forget(self, checkpoint: Checkpoint, method: str, forget: str, seed: int | None, hyperparameters: dict,
+               runtime: Runtime, store: Path | None, force: bool) -> dict:
+        """Unlearn `forget` from the stored original with `method`, store the result, and return its figures under
+        the common keys (those the domain can measure without an oracle) with "checkpoint" and "method"."""
+        raise self._unsupported("forget")
 
-    def unlearn(self, original: Checkpoint, split: ForgetSplit, method: str, loaded: Loaded, runtime: Runtime,
-                seed: int, store: Path | None, hyperparameters: dict):
-        """Run `method` from the original's weights (an UnlearnResult)."""
-        raise NotImplementedError
+    def describe_forget(self, result: dict) -> str:
+        figures = ", ".join(f"{k} {result[k]:.2f}" for k in COMMON_KEYS if isinstance(result.get(k), (int, float)))
+        return f"{result['method']}: {figures} -> {result['checkpoint']}"
 
-    def evaluator(self, loaded: Loaded, split: ForgetSplit, seed: int, runtime: Runtime, store: Path | None,
-                  mia: str = "mia_entropy", attacks: tuple[str, ...] | None = None) -> Evaluator:
-        raise NotImplementedError
+    def evaluate(self, model: Path, oracle: Path, original: Path | None, options: dict, runtime: Runtime) -> dict:
+        """A stored model against its oracle: the common keys, the domain's own figures beside them."""
+        raise self._unsupported("evaluate")
 
-    def dataset_of(self, checkpoint: Checkpoint, root=None):
-        """The dataset a stored checkpoint was trained on, reloaded and checked against its fingerprint."""
-        raise NotImplementedError
+    def describe_evaluation(self, result: dict) -> str:
+        lines = [f"{k:<12}{result[k]:.3f}" for k in (*COMMON_KEYS, *self.own_figures)
+                 if isinstance(result.get(k), (int, float))]
+        return "\n".join([*lines, *(f"note: {n}" for n in result.get("notes", []))])
 
-    def report_figures(self, scenario: str, rows: list[dict], loaded: Loaded, split: ForgetSplit) -> list:
-        """Matplotlib figures this domain adds to the bench's HTML report for one scenario (none by default)."""
-        return []
+    own_figures: ClassVar[tuple[str, ...]] = ()  # what the domain reports beside the common keys
+
+    def bench(self, options: dict, runtime: Runtime, store: Path | None) -> dict:
+        """The domain's bench: {"markdown", "csv", "json", ...} paths and its rows."""
+        raise self._unsupported("bench")
+
+    def tune(self, options: dict, runtime: Runtime, store: Path | None) -> dict:
+        raise self._unsupported("tune")
+
+    def refuse(self, options: dict, *names: str) -> None:
+        """Options another domain's operation reads, refused here instead of silently ignored."""
+        given = [n for n in names if options.get(n)]
+        if given:
+            raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in given)}: not read with --task "
+                              f"{self.name}")
+
+    def owns(self, checkpoint: Checkpoint) -> bool:
+        """Whether a stored checkpoint is this domain's (its record's "task")."""
+        return (checkpoint.record.get("task") or "classification") == self.name

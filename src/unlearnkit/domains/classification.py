@@ -1,33 +1,22 @@
 """The classification domain: image (or tabular) classifiers, the oracle retrained on the remain set, and every
 method of `unlearning/methods.py`, evaluated by `evaluation/protocol.py` (FA, RA, TA, the membership attacks,
-Avg.Gap, KL, verification error, RTE)."""
+Avg.Gap, KL, verification error, RTE); its bench is `bench/`, its tuning `bench/tuning.py`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from ..artifacts import Checkpoint
-from ..config import as_recipe
-from ..data.datasets import DATASETS, load_dataset
-from ..data.splits import ForgetSplit
-from ..models import spec_for
 from ..registry import Registry
 from ..runtime import Runtime
 from . import register
-from .base import Domain, Evaluator, Loaded
+from .base import Domain
 
 
-class ClassificationEvaluator(Evaluator):
-    def __init__(self, loaded: Loaded, split: ForgetSplit, seed: int, runtime: Runtime, mia: str,
-                 attacks: tuple[str, ...] | None):
-        self.loaded, self.split, self.seed, self.runtime = loaded, split, seed, runtime
-        self.mia, self.attacks = mia, attacks
+def tuned_values(method: str, dataset: str | None, spec: str) -> dict:
+    """The explicit tuned overlay (`--tuned`): what `unlearnkit tune` stored for this method, dataset and spec."""
+    from ..unlearning.tuned import tuned
 
-    def evaluate(self, model, oracle: Checkpoint, original: Checkpoint | None, record: dict | None) -> dict:
-        from ..evaluation.protocol import evaluate
-
-        return evaluate(model, oracle.load_model(), self.split, self.loaded.dataset, self.runtime,
-                        original.load_model() if original is not None else None, record, oracle.record, self.mia,
-                        self.attacks, seed=self.seed)
+    return tuned(method, dataset, spec)
 
 
 class Classification(Domain):
@@ -40,50 +29,124 @@ class Classification(Domain):
 
         return METHODS
 
-    def default_methods(self) -> list[str]:
-        return [m for m in self.methods.names() if m != "retrain"]  # the RT′ row retrains already
-
-    def columns(self, mia: str) -> tuple[tuple[str, str], ...]:
-        return (("forget_acc", "FA"), ("remain_acc", "RA"), ("test_acc", "TA"), (mia, f"MIA ({mia})"))
-
-    def load(self, scenario) -> Loaded:
-        dataset = load_dataset(scenario.data, scenario.root, **scenario.data_options)
-        spec = DATASETS.get(scenario.data)
-        model = spec_for(scenario.model or spec.default_model, dataset, **scenario.model_options)
-        return Loaded(dataset, model, spec.recipe.with_overrides(scenario.recipe))
-
-    def train(self, loaded: Loaded, seed: int, split: ForgetSplit | None, runtime: Runtime, store: Path | None,
-              force: bool = False) -> Checkpoint:
+    def train(self, kind, settings, recipe, runtime, store, force) -> dict:
+        from ..data import DATASETS, load_dataset, oracle_split
+        from ..models import spec_for
         from ..pipeline import train
 
-        return train(loaded.dataset, loaded.model, loaded.recipe, seed, split, runtime, store, force)
+        dataset = load_dataset(settings["data"], settings.get("root"), **settings.get("data_options", {}))
+        spec = DATASETS.get(settings["data"])
+        model = spec_for(settings.get("model") or spec.default_model, dataset, **settings.get("model_options", {}))
+        seed = int(settings.get("seed", 0))
+        split = oracle_split(kind, settings.get("forget"), dataset, seed, "retrain")
+        checkpoint = train(dataset, model, spec.recipe.with_overrides(recipe), seed, split, runtime, store, force)
+        record = checkpoint.record
+        return {"checkpoint": str(checkpoint.path), "kind": kind, "task": self.name,
+                "train_acc": record["metrics"]["train_acc"], "test_acc": record["metrics"]["test_acc"],
+                "wall_time_s": record["wall_time_s"],
+                **({"forget_acc": record["metrics"]["forget_acc"], "split": record["split"]} if split else {})}
 
-    def model_identity(self, loaded: Loaded, seed: int, split: ForgetSplit | None) -> dict:
-        from ..pipeline import describe_model
+    def describe_training(self, result: dict) -> str:
+        return (f"{result['kind']} model: train acc {result['train_acc']:.2f}%, test acc {result['test_acc']:.2f}%, "
+                f"{result['wall_time_s']:.1f} s -> {result['checkpoint']}")
 
-        dataset = loaded.dataset
-        return {"data": dataset.fingerprint, "model": describe_model(loaded.model),
-                "recipe": as_recipe(loaded.recipe, dataset.recipe).model_dump(), "seed": seed,
-                "split": split.fingerprint if split is not None else None}
+    def forget(self, checkpoint, method, forget, seed, hyperparameters, runtime, store, force) -> dict:
+        from ..pipeline import unlearn_checkpoint
 
-    def load_model(self, checkpoint: Checkpoint):
-        return checkpoint.load_model()
+        result = unlearn_checkpoint(checkpoint, method, forget, seed, hyperparameters, runtime, store, force)
+        record = result.record
+        return {"checkpoint": str(result.path), "method": method, "task": self.name, **record["metrics"],
+                "wall_time_s": record["unlearning"]["wall_time_s"], "steps": record["unlearning"]["steps"],
+                "sample_passes": record["unlearning"]["sample_passes"], "split": record["split"],
+                "hyperparameters": record["unlearning"]["hyperparameters"], "verdict": record.get("verdict"),
+                "calibration": record["unlearning"].get("calibration")}
 
-    def unlearn(self, original: Checkpoint, split: ForgetSplit, method: str, loaded: Loaded, runtime: Runtime,
-                seed: int, store: Path | None, hyperparameters: dict):
-        from ..unlearning.engine import unlearn
+    def describe_forget(self, out: dict) -> str:
+        lines = [f"{out['method']}: forget acc {out['forget_acc']:.2f}%, remain acc {out['remain_acc']:.2f}%, "
+                 f"test acc {out['test_acc']:.2f}%, {out['wall_time_s']:.1f} s -> {out['checkpoint']}"]
+        said = out.get("verdict")
+        if said:
+            b, a = said["before"], said["after"]
+            lines += [f"verdict: {said['line']}",
+                      f"  forget vs held-out loss gap  {b['loss_gap']:+.3f} -> {a['loss_gap']:+.3f} "
+                      "(held-out - forget)",
+                      f"  confidence gap               {b['confidence_gap']:+.3f} -> {a['confidence_gap']:+.3f}",
+                      f"  membership AUC               {b['membership_auc']:.3f} -> {a['membership_auc']:.3f} "
+                      f"(0.5 = looks unseen, ±{said['auc_tolerance']:.3f})",
+                      f"  remain accuracy              {b['remain_acc']:.2f}% -> {a['remain_acc']:.2f}%",
+                      f"  held-out accuracy            {b['heldout_acc']:.2f}% -> {a['heldout_acc']:.2f}%"]
+            if said.get("unrolling"):
+                lines.append(f"  unlearning-error proxy (Thudi et al.) of the original training: "
+                             f"{said['unrolling']['proxy']:.4g}")
+        if out.get("calibration"):
+            lines.append(f"calibration: {out['calibration']['decision']}")
+        return "\n".join(lines)
 
-        return unlearn(original.load_model(), split, method, data=loaded.dataset, recipe=loaded.recipe,
-                       runtime=runtime, seed=seed, store=store, **hyperparameters)
+    def evaluate(self, model, oracle, original, options, runtime) -> dict:
+        from ..evaluation.checkpoints import evaluate_checkpoints
 
-    def evaluator(self, loaded: Loaded, split: ForgetSplit, seed: int, runtime: Runtime, store: Path | None,
-                  mia: str = "mia_entropy", attacks: tuple[str, ...] | None = None) -> Evaluator:
-        return ClassificationEvaluator(loaded, split, seed, runtime, mia, attacks)
+        return evaluate_checkpoints(model, oracle, original, options.get("mia", "mia_entropy"), runtime,
+                                    options.get("root"), options.get("seed") or 0)
 
-    def dataset_of(self, checkpoint: Checkpoint, root=None):
-        from ..pipeline import dataset_of
+    def describe_evaluation(self, result: dict) -> str:
+        from ..evaluation import format_report
 
-        return dataset_of(checkpoint, root=root)
+        return format_report(result)
+
+    def bench(self, options: dict[str, Any], runtime: Runtime, store: Path | None) -> dict:
+        from ..artifacts import finite_json
+        from ..bench import bench as run
+        from ..bench import load_bench_config, select_scenarios
+        from ..executor import make_executor
+
+        config = select_scenarios(load_bench_config(options.get("scenarios")), options.get("only"))
+        if options.get("methods") is not None:
+            config.methods = options["methods"]
+        if options.get("seeds") is not None:
+            config.seeds = options["seeds"]
+        if options.get("quick"):
+            config.seeds = config.seeds[:1]
+        if options.get("tuned"):
+            for scenario in config.scenarios:
+                for name in config.methods or self.methods.names():
+                    scenario.hyperparameters[name] = {**tuned_values(name, scenario.data, scenario.forget),
+                                                      **scenario.hyperparameters.get(name, {})}
+        with make_executor(*options["executor"], threads=runtime.threads) as jobs:
+            result = run(config, runtime, options.get("out"), store, executor=jobs)
+        tables = {scenario: [{k: row[k] for k in ("method", "forget_acc", "remain_acc", "test_acc", row["mia"],
+                                                  "avg_gap", "kl_forget", "rte_s", "speedup")} for row in rows]
+                  for scenario, rows in result["summary"].items()}
+        paths = result["paths"]
+        return {"report": str(paths["report"]), "markdown": str(paths["markdown"]), "csv": str(paths["csv"]),
+                "json": str(paths["json"]), "tables": finite_json(tables),
+                "text": paths["markdown"].read_text() + f"\nreport: {paths['report']}"}
+
+    def tune(self, options: dict[str, Any], runtime: Runtime, store: Path | None) -> dict:
+        from ..bench import load_bench_config, select_scenarios
+        from ..bench.tuning import best_by_spec, write_bench_file
+        from ..bench.tuning import tune as run
+        from ..executor import make_executor
+
+        config = select_scenarios(load_bench_config(options.get("scenarios")), options.get("only"))
+        chosen = options.get("methods") or [n for n, m in self.methods.items() if m.search]
+        for name in chosen:
+            self.methods.get(name)
+        out_dir = Path(options.get("out") or store / "tune")
+        with make_executor(*options["executor"], threads=runtime.threads) as jobs:
+            result = run(config, chosen, options["seeds"], runtime, out_dir, store, options["max_trials"],
+                         options["max_cost"], executor=jobs, n_parallel=options.get("parallel"))
+        header = ("# Written by `unlearnkit tune`: per dataset and forget spec, each method's hyperparameters that\n"
+                  "# best matched the oracle on held-out tuning seeds (the runs and settings: docs/tuning.md).\n")
+        if options.get("write"):
+            write_bench_file(options["write"], config, result["best"], header)
+        if options.get("defaults_file"):
+            from ..unlearning.tuned import merge_into
+
+            for dataset, by_spec in best_by_spec(config, result["best"]).items():
+                merge_into(options["defaults_file"], dataset, by_spec, header)
+        best = {s: {m: r["hp"] for m, r in methods.items()} for s, methods in result["best"].items()}
+        return {"best": best, "summary": str(out_dir / "tuning.md"), "trials": str(out_dir / "trials.csv"),
+                "text": (out_dir / "tuning.md").read_text()}
 
 
 register(Classification())

@@ -91,6 +91,31 @@ def mia_entropy(remain: Outputs, test: Outputs, forget: Outputs, seed: int = 0) 
                               shannon_entropy(forget.logits))
 
 
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """-log softmax(logits)_y, the loss on the true label; one value per row."""
+    log_p = torch.log_softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1)
+    return -log_p.gather(1, torch.as_tensor(labels).reshape(-1, 1).long()).squeeze(1).numpy()
+
+
+@ATTACKS.register("mia_loss")
+def mia_loss(remain: Outputs, test: Outputs, forget: Outputs, seed: int = 0) -> float:
+    """The loss-threshold attack (Yeom et al. 2018), in percent: the share of D_f whose loss is at most the
+    threshold that best separates D_r (members) from the test set (non-members), read like `mia_entropy`.
+
+    The threshold maximises Youden's J = TPR - FPR over the ROC of "member if loss <= t" (scikit-learn's
+    `roc_curve` on the negated loss). `seed` is unused: the attack involves no randomness.
+    """
+    from sklearn.metrics import roc_curve
+
+    members, nonmembers = cross_entropy(remain.logits, remain.labels), cross_entropy(test.logits, test.labels)
+    if not len(members) or not len(nonmembers) or not len(forget):
+        raise ConfigError("the loss attack needs members, non-members and targets")
+    truth = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))])
+    fpr, tpr, thresholds = roc_curve(truth, -np.concatenate([members, nonmembers]))
+    threshold = -thresholds[int(np.argmax(tpr - fpr))]
+    return 100.0 * float((cross_entropy(forget.logits, forget.labels) <= threshold).mean())
+
+
 SHADOW_PICKS = ("random", "first")
 
 

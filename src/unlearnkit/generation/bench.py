@@ -63,25 +63,27 @@ def run_generation_bench(out_dir: str | Path, runtime: Runtime | None = None, st
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - begin
         return value
 
-    dataset = generation_dataset(load_dataset(data, root), IMAGE_SIZE, LAYOUT)
-    split = make_split(f"class:{forget_class}", dataset, seed)
-    recipe = DiffusionRecipe().with_overrides(QUICK_RECIPE if quick else {})
-    budget = SampleBudget(**{**(QUICK_BUDGET if quick else {}), "seed": seed})
-    channels, size, _ = dataset.image_shape
-    spec = DenoiserSpec(denoiser, channels, size, dataset.num_classes)
-    original = timed("train_original_s", train_denoiser, dataset, spec, recipe, seed, None, runtime, store)
-    oracle = timed("train_oracle_s", train_denoiser, dataset, spec, recipe, seed, split, runtime, store)
-    classifier = (timed("train_classifier_s", train_classifier, dataset, runtime, store, seed)
-                  .load_model().to(runtime.device))
-    evaluator = timed("evaluate_s", GeneratorEvaluator, dataset, split, classifier, runtime, budget)
+    dataset, split, recipe, spec, original, oracle, evaluator = bench_setup(
+        data, root, forget_class, denoiser, seed, quick, runtime, store, timed)
+    budget = evaluator.budget
 
     rows, names, samples, settings_of = [], [], [], {}
-    for name, checkpoint in (("pretrained", original), ("retrained", oracle)):
+    references = {}
+    for name, checkpoint in (("retrained", oracle), ("pretrained", original)):
         model, schedule = load_denoiser(checkpoint)
-        scores = timed("evaluate_s", evaluator.score, model.to(runtime.device), schedule)
+        references[name] = timed("evaluate_s", evaluator.score, model.to(runtime.device), schedule)
+    oracle_scores = references["retrained"]
+
+    def common(scores) -> dict:
+        """The keys every domain reports (forget_acc, remain_acc, avg_gap, kl_forget) against the oracle."""
+        return {k: v for k, v in evaluator.against(scores, oracle_scores).items() if k not in ("gaps", "fid")}
+
+    for name, checkpoint in (("pretrained", original), ("retrained", oracle)):
+        scores = references[name]
         is_oracle = name == "retrained"
-        rows.append({"model": name, **scores.row(), "steps": recipe.steps if is_oracle else None, "updates": None,
-                     "unlearn_seconds": checkpoint.record["wall_time_s"] if is_oracle else None, "sample_passes": None})
+        rows.append({"model": name, **scores.row(), **common(scores), "steps": recipe.steps if is_oracle else None,
+                     "updates": None, "unlearn_seconds": checkpoint.record["wall_time_s"] if is_oracle else None,
+                     "sample_passes": None})
         names.append(name)
         samples.append(scores.samples)
     for name in methods:
@@ -93,8 +95,10 @@ def run_generation_bench(out_dir: str | Path, runtime: Runtime | None = None, st
             rows.append({"model": name, "error": str(exc)})
             continue
         scores = timed("evaluate_s", evaluator.score, result.model, schedule)
-        rows.append({"model": name, **scores.row(), "steps": result.steps, "updates": result.details["updates"],
-                     "unlearn_seconds": result.wall_time_s, "sample_passes": result.sample_passes})
+        rows.append({"model": name, **scores.row(), **common(scores), "steps": result.steps,
+                     "updates": result.details["updates"],
+                     "unlearn_seconds": result.wall_time_s, "sample_passes": result.sample_passes,
+                     "rte_s": result.wall_time_s, "cost_ratio": result.sample_passes / oracle.record["sample_passes"]})
         declared = GENERATION_METHODS.get(name)
         settings_of[name] = {"title": declared.title, **declared.columns(), "hyperparameters": result.hyperparameters,
                              **{k: v for k, v in result.details.items() if k != "updates"}}
@@ -112,6 +116,24 @@ def run_generation_bench(out_dir: str | Path, runtime: Runtime | None = None, st
     write_rows(rows, files["csv"], files["json"], {"settings": settings, "timings": timings})
     atomic_write_text(files["markdown"], _markdown(rows, settings, timings, files["grid"].name))
     return {"rows": rows, "files": {k: str(v) for k, v in files.items()}, "timings": timings, "settings": settings}
+
+
+def bench_setup(data: str, root: str | None, forget_class: int, denoiser: str, seed: int, quick: bool,
+                runtime: Runtime, store: Path, timed=lambda key, fn, *a, **k: fn(*a, **k)):
+    """The bench's dataset, split, recipe, denoiser spec, original, oracle and evaluator (trained or found in
+    the store): shared with `tune --task generation`."""
+    dataset = generation_dataset(load_dataset(data, root), IMAGE_SIZE, LAYOUT)
+    split = make_split(f"class:{forget_class}", dataset, seed)
+    recipe = DiffusionRecipe().with_overrides(QUICK_RECIPE if quick else {})
+    budget = SampleBudget(**{**(QUICK_BUDGET if quick else {}), "seed": seed})
+    channels, size, _ = dataset.image_shape
+    spec = DenoiserSpec(denoiser, channels, size, dataset.num_classes)
+    original = timed("train_original_s", train_denoiser, dataset, spec, recipe, seed, None, runtime, store)
+    oracle = timed("train_oracle_s", train_denoiser, dataset, spec, recipe, seed, split, runtime, store)
+    classifier = (timed("train_classifier_s", train_classifier, dataset, runtime, store, seed)
+                  .load_model().to(runtime.device))
+    evaluator = timed("evaluate_s", GeneratorEvaluator, dataset, split, classifier, runtime, budget)
+    return dataset, split, recipe, spec, original, oracle, evaluator
 
 
 def _markdown(rows: list[dict], settings: dict, timings: dict, grid: str) -> str:

@@ -43,6 +43,7 @@ class GeneratorScores:
     sample_seconds: float
     samples: Tensor          # every sample, in model space [-1, 1]
     labels: Tensor           # the class each was generated for
+    logits: Tensor           # the classifier's logits of each sample
 
     def row(self) -> dict:
         return {"forget_accuracy": self.forget_accuracy, "fid": self.fid, "remain_accuracy": self.remain_accuracy,
@@ -76,4 +77,17 @@ class GeneratorEvaluator:
         fa = recognition_rate(logits[forgotten], self.labels[forgotten])
         ra = recognition_rate(logits[~forgotten], self.labels[~forgotten])
         fid = frechet_distance(features[~forgotten], self.reference)
-        return GeneratorScores(fa, fid, ra, time.perf_counter() - started, samples, self.labels)
+        return GeneratorScores(fa, fid, ra, time.perf_counter() - started, samples, self.labels, logits)
+
+    def against(self, scores: GeneratorScores, oracle: GeneratorScores) -> dict:
+        """The common keys of a model's scores against the oracle's (both sampled from the same noise): forget
+        and remain accuracy, Avg.Gap of the two (percentage points), FID*, and KL(oracle ‖ model) of the
+        classifier's predictions on the forgotten classes' samples, sample by sample."""
+        forgotten = torch.isin(self.labels, torch.tensor(self.forgotten))
+        log_p, log_q = (s.logits[forgotten].float().log_softmax(1) for s in (oracle, scores))
+        kl = (log_p.exp() * (log_p - log_q)).sum(1).mean().item()
+        gaps = {"forget_acc": abs(scores.forget_accuracy - oracle.forget_accuracy),
+                "remain_acc": abs(scores.remain_accuracy - oracle.remain_accuracy)}
+        return {"forget_acc": scores.forget_accuracy, "remain_acc": scores.remain_accuracy, "fid": scores.fid,
+                "avg_gap": sum(gaps.values()) / len(gaps), "kl_forget": kl, "fid_gap": abs(scores.fid - oracle.fid),
+                "gaps": gaps}

@@ -13,7 +13,8 @@ from ..artifacts import atomic_write_text
 from .data import to_unit
 
 COLUMNS = [("model", "model"), ("forget_accuracy", "FA % ↓"), ("fid", "FID* ↓"), ("remain_accuracy", "RA %"),
-           ("steps", "steps"), ("updates", "updates"), ("unlearn_seconds", "time (s)")]
+           ("avg_gap", "Avg.Gap ↓"), ("kl_forget", "KL ↓"), ("steps", "steps"), ("updates", "updates"),
+           ("unlearn_seconds", "time (s)")]
 
 
 def _cell(value) -> str:

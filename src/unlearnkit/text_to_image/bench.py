@@ -32,6 +32,7 @@ SCENARIO_METHODS = ["sfron", "esd-x", "uce"]
 # --quick: fewer evaluation samples; the model and the methods' budgets stay (the targets must hold).
 QUICK_BUDGET = {"forget_per_prompt": 12, "retain_per_prompt": 6}
 QUICK_RECIPE: dict[str, Any] = {}
+QUICK_METHODS: dict[str, dict[str, Any]] = {}
 
 
 def run_text_to_image_bench(out_dir: str | Path, runtime: Runtime | None = None, store: str | Path | None = None,
@@ -57,7 +58,8 @@ def run_text_to_image_bench(out_dir: str | Path, runtime: Runtime | None = None,
     erased, pair = parse_concepts(concept), parse_concepts(f"{concept}+{second}")
     if len(pair) != 2:
         raise ConfigError(f"the scenarios need two different concepts, got '{concept}' and '{second}'")
-    overrides = (hyperparameters or {})
+    overrides = {name: {**(QUICK_METHODS.get(name, {}) if quick else {}), **(hyperparameters or {}).get(name, {})}
+                 for name in set(methods + scenarios)}
     timings: dict[str, float] = {}
     started = time.perf_counter()
 

@@ -55,7 +55,9 @@ class Scores:
     prompts: Tensor
 
     def row(self) -> dict:
-        return {"forget_acc": self.forget_acc, "retain_acc": self.retain_acc, "fid": self.fid,
+        return {"forget_acc": self.forget_acc, "retain_acc": self.retain_acc,
+                "remain_acc": self.retain_acc,  # the common key of every domain, under this domain's name too
+                "fid": self.fid,
                 "alignment": self.alignment, "neighbour_acc": self.neighbour_acc,
                 **({f"forget_acc_{k}": v for k, v in self.forget_by.items()} if len(self.forget_by) > 1 else {}),
                 **{f"acc_{k}": v for k, v in self.per_concept.items()}, "eval_seconds": self.sample_seconds}

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..unlearning.context import Context
-from ..unlearning.geometry import Geometry
+from ..unlearning.geometry import Procedure
 from ..unlearning.params import Field, Params
 from .components import cross_attention_layers
 from .task import text_task
@@ -53,7 +53,7 @@ def token_rows(text, prompt: str, other: str | None, tokens: str) -> tuple[Tenso
     return emb[i:length - (far - i)], emb_o[j:length - (far - j)]
 
 
-class ClosedFormEdit(Geometry):
+class ClosedFormEdit(Procedure):
     """UCE's edit of the cross-attention K and V projections (`attn2.to_k`, `attn2.to_v`), once.
 
     Erased prompts: every prompt of the forget set; guides: the task's `remap` of each (the empty prompt by

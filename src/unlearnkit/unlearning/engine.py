@@ -10,7 +10,6 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..artifacts import default_store
 from ..config import TrainRecipe, as_recipe
 from ..data.images import DataView, ImageDataset
 from ..data.splits import ForgetSplit
@@ -86,7 +85,7 @@ def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data
     ctx = Context(model, dataset, dataset.train(split.forget), dataset.train(split.remain), hp, runtime, generator,
                   task=make_task(hp) if make_task else None, recipe=recipe,
                   heldout=heldout if heldout is not None else dataset.test(), split_kind=split.kind, seed=seed,
-                  store=Path(store) if store else default_store())
+                  store=Path(store) if store else None)
     warm_up()
     started = time.perf_counter()
     try:

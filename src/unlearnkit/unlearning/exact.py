@@ -1,6 +1,6 @@
 """Exact unlearning: retraining from scratch (the oracle, as a method) and SISA (Bourtoule et al., S&P 2021).
 
-Both are procedures rather than gradient loops, so each is a Geometry whose `run` does the work. Their
+Both are procedures rather than gradient loops, so each is a Procedure whose `run` does the work. Their
 training hyperparameters are a `TrainRecipe`'s fields (with `lr_schedule` for the recipe's `schedule`, the
 name every other method uses), and each left unset is the original model's own recipe (`ctx.recipe`), the
 one the original and the oracle are trained with.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from ..models import Ensemble
 from ..training import fit
 from .context import Context
 from .forgetting import fresh_copy
-from .geometry import Geometry
+from .geometry import Procedure
 from .params import Field, Params
 
 
@@ -52,7 +53,7 @@ def recipe_from(ctx: Context) -> TrainRecipe:
     return ctx.recipe.with_overrides(given)
 
 
-class Retrain(Geometry):
+class Retrain(Procedure):
     """The exact oracle as a method: a freshly initialised copy of the architecture (seeded with the run's seed)
     trained on D_r with the recipe, whose weights then replace the model's."""
 
@@ -151,8 +152,6 @@ def sharded_training(ctx: Context, plan: ShardPlan, recipe: TrainRecipe, shards:
     identity = {"kind": "sisa", "data": ctx.dataset.fingerprint, "architecture": architecture_key(ctx.model),
                 "recipe": recipe.model_dump(), "shards": shards, "slices": slices, "seed": ctx.seed}
     key = content_key(identity)
-    if ctx.store is None:
-        raise ConfigError("SISA keeps its sharded training in a store: pass store= (or set UNLEARNKIT_STORE)")
     folder = Path(ctx.store) / "sisa" / f"sisa-{ctx.dataset.name}-{key}"
     if (folder / "record.json").is_file():
         return folder, json.loads((folder / "record.json").read_text()), False
@@ -174,7 +173,7 @@ def sharded_training(ctx: Context, plan: ShardPlan, recipe: TrainRecipe, shards:
     return folder, record, True
 
 
-class Sisa(Geometry):
+class Sisa(Procedure):
     """SISA exact unlearning: the sharded, sliced training of the full training set is the model; unlearning
     retrains only the shards holding forget samples, each from its checkpoint before the first slice that
     held one, and `ctx.model` becomes the ensemble of constituents (an `models.Ensemble`).
@@ -197,6 +196,17 @@ class Sisa(Geometry):
         recipe = recipe_from(ctx)
         plan = ShardPlan.make(len(ctx.dataset.train_labels), hp["shards"], hp["slices"], recipe.epochs, ctx.seed)
         started = time.perf_counter()
+        if ctx.store is None:  # no store given: the sharded training lives as long as this run
+            with tempfile.TemporaryDirectory(prefix="unlearnkit-sisa-") as scratch:
+                ctx.store = Path(scratch)
+                try:
+                    return self._unlearn(ctx, plan, recipe, started)
+                finally:
+                    ctx.store = None
+        self._unlearn(ctx, plan, recipe, started)
+
+    def _unlearn(self, ctx: Context, plan: ShardPlan, recipe: TrainRecipe, started: float) -> None:
+        hp = ctx.hp
         folder, record, trained = sharded_training(ctx, plan, recipe, hp["shards"], hp["slices"])
         if trained:  # building the original is not unlearning: take its time out of the run's wall time
             ctx.excluded_seconds += time.perf_counter() - started

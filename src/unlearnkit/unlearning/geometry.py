@@ -124,12 +124,24 @@ def part_loss(ctx: Context, part, batch: Batch, mode: str = "train") -> Tensor:
 
 
 class Geometry:
+    """How the gradient steps of a method's parts combine (the fourth part of the unified framework)."""
+
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
+    kind: ClassVar[str] = "gradient"
     Params: ClassVar[type[Params]] = NoParams
 
     def run(self, ctx: Context, method, mask: dict[str, Tensor] | None) -> None:
         raise NotImplementedError
+
+
+class Procedure(Geometry):
+    """A method that is a whole procedure rather than a combination of parts' gradients: retraining, SISA, the
+    one-shot updates (influence, Fisher, SSD, one-step) and closed forms. It takes no forgetting or remaining
+    part, and what it needs besides the model and the split (the training recipe, a store) comes in through the
+    context."""
+
+    kind: ClassVar[str] = "procedure"
 
 
 class Joint(Geometry):

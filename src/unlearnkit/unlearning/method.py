@@ -41,6 +41,9 @@ class Method:
 
     def check(self) -> None:
         """Fail on an inconsistent declaration (at import time): blocks, defaults, class-wise defaults, grids."""
+        if self.geometry.kind == "procedure" and (self.forget or self.remain):
+            raise ValueError(f"{self.name}: a procedure ({type(self.geometry).__name__}) takes no forget or remain "
+                             "part")
         schema = self.schema
         unknown = sorted((set(self.class_defaults) | set(self.search)) - set(schema.model_fields))
         if unknown:
@@ -52,7 +55,7 @@ class Method:
         return {"mask": self.mask.label if self.mask else "none",
                 "forgetting": self.forget.label if self.forget else "none",
                 "remaining": self.remain.label if self.remain else "none",
-                "geometry": self.geometry.label, **self.table}
+                "geometry": self.geometry.label, "kind": self.geometry.kind, **self.table}
 
     def _layer(self, spec: str | None) -> dict[str, Any]:
         return dict(self.class_defaults) if spec and spec.split(":", 1)[0] == "class" else {}

@@ -6,7 +6,7 @@
 - SynapseSelection + Dampening (SSD): Selective Synaptic Dampening (Foster et al. 2024), `src/ssd.py`.
 - SingleGradient (one_step): single gradient unlearning of "Unrolling SGD" (Thudi et al. 2022).
 
-Each is a Geometry whose `run` edits `ctx.model` in place and counts its sample passes.
+Each is a Procedure (geometry.py) whose `run` edits `ctx.model` in place and counts its sample passes.
 """
 from __future__ import annotations
 
@@ -26,13 +26,13 @@ from .calibration import StrengthParams
 from .context import Context
 from .fisher import diagonal_fisher
 from .forgetting import fresh_copy
-from .geometry import Geometry
+from .geometry import Procedure
 from .params import Field, Params
 from .parts import MaskPart
 from .task import Classification
 
 
-class OneShot(Geometry):
+class OneShot(Procedure):
     """A procedure that edits the weights once; the engine's calibration then decides the edit's strength (the
     multiple of it to keep, `Calibrator.strength`), so that the method's own scale transfers across problems."""
 
