@@ -207,6 +207,16 @@ def _cli_cases():
         ("tune negative budget", ["tune", "--max-cost", "-1"], "--max-cost must be > 0", None),
         ("tune unknown method", ["tune", "--methods", "magic"], "unknown method 'magic'", None),
         ("methods unknown name", ["methods", "magic"], "unknown method 'magic'", None),
+        ("bench unknown task", ["bench", "--task", "nosuch"], "expected one of: classification, generation, "
+         "text-to-image", None),
+        ("tune a domain without tuning", ["tune", "--task", "text-to-image"], "`tune --task text-to-image` is not "
+         "available", None),
+        ("forget under another domain", ["forget", "--model", "{original}", "--forget", "class:3", "--task",
+                                         "generation"], "is a classification model, not generation", None),
+        ("generation bench with a scenario file", ["bench", "--task", "generation", "--scenarios",
+                                                   f"{f}/bench_no_seeds.yaml"], "not read with --task generation",
+         None),
+        ("methods of an unknown task", ["methods", "--task", "video"], "unknown task 'video'", None),
     ]
 
 

@@ -85,6 +85,20 @@ def test_it_forgets_a_memorised_set_and_records_why():
     assert [c["step"] for c in calibration["checks"]][0] == 0 and calibration["checks"][0]["auc"] > 0.9
 
 
+def test_a_run_that_cannot_make_progress_leaves_the_model_unchanged():
+    data = noise_dataset()
+    split = make_split("random:0.2", data, seed=0)
+    original = trained(data, recipe=RECIPE.with_overrides({"epochs": 120, "lr": 0.1}))
+    before = copy.deepcopy(original.state_dict())
+    # A step size far too small to move the membership AUC within the budget: the steps are spent, but there is
+    # no evidence of forgetting, so the model goes back to where it started.
+    result = unlearn(copy.deepcopy(original), split, "ga", data=data, runtime=_cpu(), lr_scale=1e-7)
+    decision = result.details["calibration"]["decision"]
+    assert "no more than noise of progress" in decision and "returned the model unchanged" in decision
+    assert all(torch.equal(v, before[k]) for k, v in result.model.state_dict().items())
+    assert result.details["updates"] > 0 and result.sample_passes > 0  # the spent budget is still counted
+
+
 def test_class_wise_it_stops_once_the_class_is_no_longer_recognised(digits):
     split = make_split("class:3", digits)
     original = trained(digits, recipe=digits.recipe, hidden=(64,))

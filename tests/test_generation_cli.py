@@ -1,6 +1,7 @@
 """Every command on the diffusion domain (`--task generation`): train, retrain, forget, evaluate, methods, bench and
 tune, end to end through the CLI on a DDPM trained for a few steps, with the common result keys."""
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -87,11 +88,12 @@ def test_methods_lists_the_domains_methods():
 
 def test_bench_and_tune_on_the_diffusion_domain(quick, tmp_path):
     bench = run("bench", "--task", "generation", "--quick", "--methods", "sfron,ga", "--denoiser", "unet",
-                "--forget-class", "3", "--out", str(tmp_path / "bench"), "--json")
+                "--out", str(tmp_path / "bench"), "--json")  # class 0 by default
     rows = {row["model"]: row for row in bench["rows"]}
     assert list(rows) == ["pretrained", "retrained", "sfron", "ga"]
     assert rows["retrained"]["avg_gap"] == 0 and all("kl_forget" in r for r in rows.values())
     assert {"csv", "markdown", "json", "grid"} <= set(bench)
+    assert json.loads(Path(bench["json"]).read_text())["settings"]["forget"]["forgotten_classes"] == [0]
     tuned = run("tune", "--task", "generation", "--methods", "ga", "--max-trials", "2", "--seeds", "100", *COSTLY,
                 "--forget-class", "3", "--out", str(tmp_path / "tune"), "--json")
     assert set(tuned["best"]) == {"ga"} and tuned["best"]["ga"]["lr"] in (3e-6, 1e-5, 3e-5)

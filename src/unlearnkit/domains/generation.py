@@ -41,6 +41,11 @@ def dataset_of(checkpoint: Checkpoint, root: str | None = None):
     return dataset
 
 
+def _forget_class(options: dict) -> int:
+    given = options.get("forget_class")
+    return 0 if given is None else given
+
+
 class Generation(Domain):
     name = "generation"
     title = "class-conditional diffusion (DDPM; UNet or DiT denoiser): class-wise forgetting"
@@ -171,7 +176,7 @@ class Generation(Domain):
 
         self.refuse(options, "scenarios", "only", "tuned")
         seed = (options.get("seeds") or [0])[0]
-        denoiser, forget_class, quick = options.get("denoiser") or "unet", options.get("forget_class", 0), \
+        denoiser, forget_class, quick = options.get("denoiser") or "unet", _forget_class(options), \
             options.get("quick", False)
         out = Path(options.get("out") or store / "bench"
                    / f"generation-{denoiser}-class{forget_class}-seed{seed}{'-quick' if quick else ''}")
@@ -187,7 +192,7 @@ class Generation(Domain):
 
         self.refuse(options, "scenarios", "only", "write", "defaults_file")
         out = Path(options.get("out") or store / "tune" / "generation")
-        result = tune_generation(out, runtime, store, options["seeds"][0], options.get("forget_class", 0),
+        result = tune_generation(out, runtime, store, options["seeds"][0], _forget_class(options),
                                  options.get("methods"), options["max_trials"], options["max_cost"],
                                  options.get("denoiser") or "unet", options.get("quick", True))
         return {**result, "text": Path(result["summary"]).read_text()}

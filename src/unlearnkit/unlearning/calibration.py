@@ -46,6 +46,8 @@ class CalibrationParams(Params):
                                                        "below it should reach the quantile itself")
     auc_z: float = Field(1.0, ge=0, description="within auc_z standard errors of the target at the start there is "
                                                 "nothing to forget; past it by as much, the run overshot")
+    stop_z: float = Field(1.0, ge=0, description="'auc'/'tail', after the start: stop within stop_z standard "
+                                                 "errors of the target (0: at the target itself)")
     class_target: float = Field(1.0, ge=0, le=100, description="class-wise: stop at this forget accuracy (%)")
     checks: int = Field(10, ge=1, description="checks spread over the run's planned steps")
     probe_samples: int = Field(512, ge=8, description="most samples a check uses from D_f, and as many from the "
@@ -157,8 +159,10 @@ class Calibrator:
         self.heldout = _fixed_sample(heldout, cap, ctx.seed + 2)
         self.tolerance = auc_tolerance(len(self.forget), len(self.heldout), hp["auc_z"])
         self.tail_tolerance = hp["auc_z"] * math.sqrt(hp["tail"] * (1 - hp["tail"]) / len(self.forget))
+        self._stop = hp["stop_z"] / hp["auc_z"] if hp["auc_z"] else 0.0  # the stopping band, in tolerances
         self.checks: list[Check] = []
         self.previous: dict | None = None  # the weights at the last good check, to rewind to
+        self.initial: dict | None = None   # the weights at step 0
         self.decision = "the whole budget ran (calibration off)"
         self.chosen_step = None
         self.stopped = False
@@ -183,9 +187,9 @@ class Calibrator:
         if self.classwise:
             met = forget_acc <= self.hp["class_target"]
         elif self.hp["criterion"] == "tail":
-            met = tail >= self.hp["tail"] - (self.tail_tolerance if step == 0 else 0)
+            met = tail >= self.hp["tail"] - self.tail_tolerance * (1 if step == 0 else self._stop)
         elif self.hp["criterion"] == "auc":
-            met = auc <= (0.5 + self.tolerance if step == 0 else 0.5)
+            met = auc <= 0.5 + self.tolerance * (1 if step == 0 else self._stop)
         elif self.hp["criterion"] == "error":
             met = forget_acc <= heldout_acc
         else:
@@ -205,8 +209,9 @@ class Calibrator:
             return f"forget accuracy {check.forget_acc:.1f}% <= {self.hp['class_target']}%"
         q = self.hp["tail"]
         return {"tail": f"{check.tail:.1%} of D_f below the held-out {q:.0%} quantile of φ "
-                        f">= {q - (self.tail_tolerance if check.step == 0 else 0):.1%}",
-                "auc": f"membership AUC {check.auc:.3f} <= {0.5 + (self.tolerance if check.step == 0 else 0):.3f}",
+                        f">= {q - self.tail_tolerance * (1 if check.step == 0 else self._stop):.1%}",
+                "auc": f"membership AUC {check.auc:.3f} <= "
+                       f"{0.5 + self.tolerance * (1 if check.step == 0 else self._stop):.3f}",
                 "error": f"forget accuracy {check.forget_acc:.1f}% <= held-out {check.heldout_acc:.1f}%",
                 "loss": f"forget loss {check.forget_loss:.3f} >= held-out {check.heldout_loss:.3f}",
                 }[self.hp["criterion"]]
@@ -216,7 +221,7 @@ class Calibrator:
             return False
         if self.checks and self.checks[-1].step == step:  # the last step was also a regular check
             if last:
-                self.decision, self.chosen_step = f"budget spent before the target (last check at step {step})", step
+                self._spent(ctx, self.checks[-1])
             return False
         check = self._measure(ctx, step)
         self.checks.append(check)
@@ -245,9 +250,32 @@ class Calibrator:
                                                    f"{where:.3f} of the stretch from step {good.step}"), step
             return True
         self.good, self.previous = check, {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        if step == 0:
+            self.initial = self.previous
         if last:
-            self.decision, self.chosen_step = f"budget spent before the target (last check at step {step})", step
+            self._spent(ctx, check)
         return False
+
+    def _spent(self, ctx: Context, check: Check) -> None:
+        """The budget ran out before the target: keep the weights, unless they show no more than noise of
+        progress toward it, in which case the model goes back to its start."""
+        self.decision, self.chosen_step = f"budget spent before the target (last check at step {check.step})", \
+            check.step
+        if self.initial is not None and not self._progressed(self.checks[0], check):
+            ctx.model.load_state_dict(self.initial)
+            self.decision, self.chosen_step = (f"budget spent before the target, with no more than noise of progress "
+                                               f"toward it ({self._target(check)} at step {check.step}): returned "
+                                               "the model unchanged"), 0
+
+    def _progressed(self, start: Check, end: Check) -> bool:
+        """Whether a run that ran out of budget moved toward its target by more than the statistic's noise. A
+        random forget set the run could not bring to chance is better left as it was than half-changed: every
+        step took confidence off D_f (the KL to an oracle grows) without evidence that it forgot."""
+        if self.classwise or self.hp["criterion"] not in ("auc", "tail"):
+            return True
+        if self.hp["criterion"] == "auc":
+            return start.auc - end.auc > self.tolerance
+        return end.tail - start.tail > self.tail_tolerance
 
     @property
     def good(self) -> Check:
