@@ -111,7 +111,7 @@ class Classification(Domain):
                 for name in config.methods or self.methods.names():
                     scenario.hyperparameters[name] = {**tuned_values(name, scenario.data, scenario.forget),
                                                       **scenario.hyperparameters.get(name, {})}
-        with make_executor(*options["executor"], threads=runtime.threads) as jobs:
+        with make_executor(**options["executor"], threads=runtime.threads) as jobs:
             result = run(config, runtime, options.get("out"), store, executor=jobs)
         tables = {scenario: [{k: row[k] for k in ("method", "forget_acc", "remain_acc", "test_acc", row["mia"],
                                                   "avg_gap", "kl_forget", "rte_s", "speedup")} for row in rows]
@@ -132,7 +132,7 @@ class Classification(Domain):
         for name in chosen:
             self.methods.get(name)
         out_dir = Path(options.get("out") or store / "tune")
-        with make_executor(*options["executor"], threads=runtime.threads) as jobs:
+        with make_executor(**options["executor"], threads=runtime.threads) as jobs:
             result = run(config, chosen, options["seeds"], runtime, out_dir, store, options["max_trials"],
                          options["max_cost"], executor=jobs, n_parallel=options.get("parallel"))
         header = ("# Written by `unlearnkit tune`: per dataset and forget spec, each method's hyperparameters that\n"
