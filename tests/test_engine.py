@@ -27,7 +27,8 @@ def test_every_method_resolves_and_declares_its_table_row():
     for name, method in METHODS.items():
         assert METHODS.get(name) is method
         row = method.columns()
-        assert set(row) == {"mask", "forgetting", "remaining", "geometry"} and row["geometry"], name
+        assert set(row) == {"mask", "forgetting", "remaining", "geometry", "kind"} and row["geometry"], name
+        assert row["kind"] in ("gradient", "procedure"), name
         for dataset in (None, "digits", "cifar10"):
             for spec in (None, "random:0.1", "class:3"):
                 assert method.parameters(spec), (name, dataset, spec)

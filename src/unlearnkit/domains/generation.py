@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import Checkpoint, content_key, load_checkpoint, save_checkpoint, writable_store
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
 from ..registry import Registry
 from ..runtime import Runtime
 from . import register
@@ -100,6 +100,8 @@ class Generation(Domain):
         declared = self.methods.get(method)
         dataset = dataset_of(checkpoint)
         split = make_split(forget, dataset, seed)
+        if not split.forgotten_classes:  # checked before the work: the samples are scored class by class
+            raise ConfigError(f"generation forgets whole classes (class:C), got '{forget}'")
         hp = declared.resolve(hyperparameters, split.spec)
         key = content_key({"original": checkpoint.record.get("key"), "method": method, "hp": hp,
                            "split": split.fingerprint, "seed": seed, "compute": runtime.identity()})
