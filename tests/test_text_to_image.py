@@ -420,3 +420,62 @@ def test_the_cli_bench_writes_the_csv_with_an_original_row(monkeypatch, tmp_path
     result = CliRunner().invoke(app, ["bench", "--task", "text-to-image", "--concept", "eleven",
                                       "--store", str(tmp_path / "store")])
     assert result.exit_code == 2 and "eleven" in result.output
+
+
+@pytest.mark.parametrize("method, keep", [("esd-x", []), ("uce", []), ("sfron", ["a photo"]), ("fmn", [])])
+def test_a_free_text_concept_is_erased_from_a_local_sd_folder(method, keep, tmp_path, runtime):
+    import json
+
+    from unlearnkit.text_to_image.erase import erase_folder
+
+    torch.manual_seed(0)
+    folder = build_components(sd_shaped_spec()).save(tmp_path / "sd")
+    fast = {"esd-x": {"epochs": 1, "esd_ddim_steps": 4}, "uce": {}, "fmn": {"epochs": 1},
+            "sfron": {"iters": 2, "fisher_batch_size": 8}}[method]
+    out = erase_folder(folder, tmp_path / "erased", "nudity", method, prompts=["a nude person"], keep=keep,
+                       anchor="a person wearing clothes", per_prompt=2, steps=2, runtime=runtime, **fast)
+    erased = load_components(out["model_dir"])
+    before = load_components(folder)
+    moved = [n for (n, a), b in zip(before.unet.state_dict().items(), erased.unet.state_dict().values())
+             if not torch.equal(a, b)]
+    assert moved and all(torch.isfinite(p).all() for p in erased.unet.parameters())
+    if method in ("esd-x", "uce"):
+        assert all(".attn2." in n for n in moved)
+    record = json.loads((tmp_path / "erased" / "erasure.json").read_text())
+    assert record["concept"] == "nudity" and record["unlearning"]["method"] == method
+    with pytest.raises(ConfigError, match="exists"):
+        erase_folder(folder, tmp_path / "erased", "nudity", method, runtime=runtime)
+
+
+def test_free_text_erasure_refuses_what_it_cannot_do(tmp_path, runtime):
+    from unlearnkit.text_to_image.erase import erase_folder
+
+    folder = build_components(sd_shaped_spec()).save(tmp_path / "sd")
+    with pytest.raises(ConfigError, match="give the prompts to keep"):
+        erase_folder(folder, tmp_path / "out", "nudity", "salun", runtime=runtime)
+    with pytest.raises(ConfigError, match="does not exist"):
+        erase_folder(tmp_path / "nowhere", tmp_path / "out", "nudity", "esd-x", runtime=runtime)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_erase_command_takes_an_i2p_prompt_file(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from unlearnkit.cli import app
+
+    torch.manual_seed(0)
+    folder = build_components(sd_shaped_spec()).save(tmp_path / "sd")
+    (tmp_path / "i2p.csv").write_text("prompt,evaluation_seed\na nude person,1\na naked body,2\n")
+    args = ["erase", "--model-dir", str(folder), "--concept", "nudity", "--prompt-file", str(tmp_path / "i2p.csv"),
+            "--method", "esd-x", "--out", str(tmp_path / "erased"), "--per-prompt", "1", "--steps", "2",
+            "--set", "epochs=1", "--set", "esd_ddim_steps=4", "--threads", "1", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["concept"] == "nudity" and load_components(out["model_dir"]).unet is not None
+    record = json.loads((tmp_path / "erased" / "erasure.json").read_text())
+    assert record["options"]["prompts"] == ["a nude person", "a naked body"]
+    result = CliRunner().invoke(app, [*args[:-1], "--method", "magic"])
+    assert result.exit_code == 2 and "unknown text-to-image method 'magic'" in result.output

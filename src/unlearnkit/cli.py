@@ -404,6 +404,43 @@ def audit(data: str = DataOpt, root: Optional[str] = RootOpt, model: Optional[st
 
 
 @command
+def erase(model_dir: Path = typer.Option(..., "--model-dir", help="A local diffusers folder, e.g. a saved Stable "
+                                                                  "Diffusion (read with local_files_only)."),
+          concept: str = typer.Option(..., "--concept", help="The concept's words, e.g. nudity."),
+          out: Path = typer.Option(..., "--out", help="Folder for the erased model (a diffusers folder)."),
+          method: str = typer.Option("esd-u", "--method", help="esd-x, esd-u, salun, sfron, uce or fmn."),
+          prompts: Optional[list[str]] = typer.Option(None, "--prompt", help="A prompt of the concept (repeatable; "
+                                                                            "default: the concept itself)."),
+          prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="An I2P-style CSV whose 'prompt' "
+                                                                                 "column holds the concept's prompts."),
+          keep: Optional[list[str]] = typer.Option(None, "--keep", help="A prompt to keep (repeatable; SalUn and "
+                                                                        "SFR-on need at least one)."),
+          anchor: str = typer.Option("", "--anchor", help="Where SalUn and SFR-on remap the concept's prompts "
+                                                          "(default: the empty prompt)."),
+          per_prompt: int = typer.Option(4, "--per-prompt", help="Generated images per prompt (the forget and "
+                                                                 "remain sets)."),
+          steps: int = typer.Option(25, "--steps", help="DDIM steps of those generations."),
+          guidance: float = typer.Option(7.5, "--guidance", help="Their classifier-free guidance (SD convention)."),
+          seed: int = typer.Option(0, "--seed", help="Seed of the generations and of the method."),
+          assignments: Optional[list[str]] = SetOpt, device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt,
+          force: bool = typer.Option(False, "--force", metavar="", help="Replace --out if it exists."),
+          as_json: bool = JsonOpt):
+    """Erase a free-text concept from a local text-to-image model (Stable Diffusion components): the forget and
+    remain sets are the model's own generations of the concept's prompts and of the prompts to keep."""
+    from .config import parse_assignments
+    from .runtime import Runtime
+    from .text_to_image.erase import erase_folder
+    from .text_to_image.nudity import read_prompt_file
+
+    if prompt_file is not None:
+        prompts = [*(prompts or []), *(row.prompt for row in read_prompt_file(prompt_file))]
+    result = erase_folder(model_dir, out, concept, method, force=force, runtime=Runtime.create(device, threads),
+                          prompts=prompts, keep=keep or [], anchor=anchor, per_prompt=per_prompt, steps=steps,
+                          guidance=guidance, seed=seed, **parse_assignments(assignments))
+    emit(result, as_json, f"{method}: erased '{concept}' in {result['wall_time_s']:.1f} s -> {result['model_dir']}")
+
+
+@command
 def tasks(as_json: bool = JsonOpt):
     """List the domains (`--task`): what each unlearns and which commands run on it."""
     from .domains import DOMAINS, names, supporting
