@@ -180,3 +180,15 @@ def test_every_registered_dataset_has_a_recipe_and_model():
 
     for name, spec in DATASETS.items():
         assert spec.default_model in MODELS and spec.recipe.epochs > 0, name
+
+
+def test_read_only_indices_select_without_a_warning():
+    import warnings
+
+    from unlearnkit.data.images import _as_index
+
+    indices = np.arange(5)
+    indices.flags.writeable = False  # as arrays come out of Ray's object store
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _as_index(indices, 10).tolist() == [0, 1, 2, 3, 4]

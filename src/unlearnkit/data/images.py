@@ -9,6 +9,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -123,6 +124,8 @@ class ImageDataset:
 def _as_index(indices, n: int) -> Tensor:
     if indices is None:
         return torch.arange(n)
+    if isinstance(indices, np.ndarray) and not indices.flags.writeable:
+        indices = indices.copy()  # read-only (e.g. from Ray's object store): torch would warn on every view
     return torch.as_tensor(indices, dtype=torch.long).reshape(-1)
 
 
