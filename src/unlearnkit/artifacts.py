@@ -6,7 +6,9 @@ renamed into place, so an interrupted run leaves nothing half-written.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -82,6 +84,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def atomic_write_rows(path: Path, rows: list[dict]) -> None:
+    """Rows as CSV, written atomically; the columns are every key of any row, in order of first appearance."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(Path(path), buffer.getvalue())
 
 
 @dataclass

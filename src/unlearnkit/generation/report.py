@@ -1,7 +1,6 @@
 """Files of the generation bench: a Markdown table, CSV and JSON rows, and a PNG grid of samples."""
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -9,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..artifacts import atomic_write_text
+from ..artifacts import atomic_write_rows, atomic_write_text
 from .data import to_unit
 
 COLUMNS = [("model", "model"), ("forget_accuracy", "FA % ↓"), ("fid", "FID* ↓"), ("remain_accuracy", "RA %"),
@@ -33,11 +32,7 @@ def markdown_table(rows: list[dict], caption: str) -> str:
 
 
 def write_rows(rows: list[dict], csv_path: Path, json_path: Path, extra: dict) -> None:
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_rows(csv_path, rows)
     atomic_write_text(json_path, json.dumps({**extra, "rows": rows}, indent=2, default=str))
 
 

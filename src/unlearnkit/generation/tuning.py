@@ -8,12 +8,11 @@ passes exceed `max_cost` of the oracle's training do not compete. Writes tuning.
 """
 from __future__ import annotations
 
-import csv
 import json
 import time
 from pathlib import Path
 
-from ..artifacts import atomic_write_text, content_key
+from ..artifacts import atomic_write_rows, atomic_write_text, content_key
 from ..bench.tuning import grid, import_optuna
 from ..errors import ConfigError, DivergenceError
 from ..progress import task
@@ -74,11 +73,7 @@ def tune_generation(out_dir: Path, runtime: Runtime, store: Path, seed: int = 10
             chosen = min(scored, key=lambda t: t.value)
             best[name] = {"hp": chosen.params, **chosen.user_attrs["figures"]}
     files = {"summary": out_dir / "tuning.md", "trials": out_dir / "trials.csv", "best_file": out_dir / "best.json"}
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    with open(files["trials"], "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_rows(files["trials"], rows)
     settings = {"seed": seed, "forget_class": forget_class, "denoiser": denoiser, "quick": quick,
                 "max_trials": max_trials, "max_cost": max_cost, "oracle": {"forget_acc": oracle_scores.forget_accuracy,
                                                                           "remain_acc": oracle_scores.remain_accuracy,

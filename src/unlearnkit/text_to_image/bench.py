@@ -8,7 +8,6 @@ multi-concept (two concepts at once) and sequential (one after the other) scenar
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import multiprocessing
 import os
@@ -18,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import atomic_write_text, default_store, finite_json
+from ..artifacts import atomic_write_rows, atomic_write_text, default_store, finite_json
 from ..errors import ConfigError, DivergenceError
 from ..runtime import Runtime
 from .data import captioned_digits, concept_split
@@ -122,8 +121,8 @@ def run_text_to_image_bench(out_dir: str | Path, runtime: Runtime | None = None,
                 "budget": evaluator.describe(), "original": str(original), "oracle": str(oracle),
                 "device": str(runtime.device), "threads": runtime.threads, "machine": platform.machine(),
                 "methods": settings_of}
-    _write_csv(files["csv"], rows)
-    _write_csv(files["scenarios_csv"], scenario_rows)
+    atomic_write_rows(files["csv"], rows)
+    atomic_write_rows(files["scenarios_csv"], scenario_rows)
     atomic_write_text(files["json"], json.dumps(finite_json({"settings": settings, "timings": timings, "rows": rows,
                                                              "scenario_rows": scenario_rows}), indent=2, default=str))
     atomic_write_text(files["markdown"], _markdown(rows, scenario_rows, settings, timings))
@@ -187,14 +186,6 @@ def _scenarios(base, dataset, pair, methods, classifiers, runtime, budget, seed,
                          "updates": sum(r.details["updates"] for r in results),
                          "unlearn_seconds": time.perf_counter() - begin})
     return rows
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _markdown(rows: list[dict], scenario_rows: list[dict], settings: dict, timings: dict) -> str:
