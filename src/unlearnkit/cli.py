@@ -207,18 +207,14 @@ def forget(model: Path = typer.Option(..., "--model", help="Checkpoint folder of
     if tuned:
         if domain.name != "classification":
             raise ConfigError(f"--tuned: tuned.yaml holds classification values only, not {domain.name}")
+        from .domains.classification import tuned_values
+
         overlay = tuned_values(method, (checkpoint.record.get("data") or {}).get("name"), forget_spec)
     hyperparameters = {**overlay, **settings.get("hyperparameters", {}), **parse_assignments(assignments)}
     seed = settings.get("seed")
     out = domain.forget(checkpoint, method, forget_spec, None if seed is None else int(seed), hyperparameters,
                         Runtime.create(device, threads), store, force)
     emit(out, as_json, domain.describe_forget(out))
-
-
-def tuned_values(method: str, dataset: str | None, spec: str) -> dict:
-    from .domains.classification import tuned_values as values
-
-    return values(method, dataset, spec)
 
 
 @command

@@ -158,8 +158,11 @@ class Calibrator:
             heldout = heldout.__class__(heldout.dataset, heldout.part, heldout.indices[keep], False)
         self.heldout = _fixed_sample(heldout, cap, ctx.seed + 2)
         self.tolerance = auc_tolerance(len(self.forget), len(self.heldout), hp["auc_z"])
-        self.tail_tolerance = hp["auc_z"] * math.sqrt(hp["tail"] * (1 - hp["tail"]) / len(self.forget))
-        self._stop = hp["stop_z"] / hp["auc_z"] if hp["auc_z"] else 0.0  # the stopping band, in tolerances
+        tail_se = math.sqrt(hp["tail"] * (1 - hp["tail"]) / len(self.forget))
+        self.tail_tolerance = hp["auc_z"] * tail_se
+        # After the start, "within noise of the target" is stop_z standard errors instead of auc_z.
+        self.stop_tolerance = auc_tolerance(len(self.forget), len(self.heldout), hp["stop_z"])
+        self.stop_tail_tolerance = hp["stop_z"] * tail_se
         self.checks: list[Check] = []
         self.previous: dict | None = None  # the weights at the last good check, to rewind to
         self.initial: dict | None = None   # the weights at step 0
@@ -187,9 +190,9 @@ class Calibrator:
         if self.classwise:
             met = forget_acc <= self.hp["class_target"]
         elif self.hp["criterion"] == "tail":
-            met = tail >= self.hp["tail"] - self.tail_tolerance * (1 if step == 0 else self._stop)
+            met = tail >= self.hp["tail"] - (self.tail_tolerance if step == 0 else self.stop_tail_tolerance)
         elif self.hp["criterion"] == "auc":
-            met = auc <= 0.5 + self.tolerance * (1 if step == 0 else self._stop)
+            met = auc <= 0.5 + (self.tolerance if step == 0 else self.stop_tolerance)
         elif self.hp["criterion"] == "error":
             met = forget_acc <= heldout_acc
         else:
@@ -209,9 +212,9 @@ class Calibrator:
             return f"forget accuracy {check.forget_acc:.1f}% <= {self.hp['class_target']}%"
         q = self.hp["tail"]
         return {"tail": f"{check.tail:.1%} of D_f below the held-out {q:.0%} quantile of φ "
-                        f">= {q - self.tail_tolerance * (1 if check.step == 0 else self._stop):.1%}",
+                        f">= {q - (self.tail_tolerance if check.step == 0 else self.stop_tail_tolerance):.1%}",
                 "auc": f"membership AUC {check.auc:.3f} <= "
-                       f"{0.5 + self.tolerance * (1 if check.step == 0 else self._stop):.3f}",
+                       f"{0.5 + (self.tolerance if check.step == 0 else self.stop_tolerance):.3f}",
                 "error": f"forget accuracy {check.forget_acc:.1f}% <= held-out {check.heldout_acc:.1f}%",
                 "loss": f"forget loss {check.forget_loss:.3f} >= held-out {check.heldout_loss:.3f}",
                 }[self.hp["criterion"]]
