@@ -85,6 +85,23 @@ def test_it_forgets_a_memorised_set_and_records_why():
     assert [c["step"] for c in calibration["checks"]][0] == 0 and calibration["checks"][0]["auc"] > 0.9
 
 
+def test_it_stops_within_stop_z_standard_errors_of_chance():
+    data = noise_dataset()
+    split = make_split("random:0.2", data, seed=0)
+    original = trained(data, recipe=RECIPE.with_overrides({"epochs": 120, "lr": 0.1}))
+    runs = {z: unlearn(copy.deepcopy(original), split, "sfron", data=data, runtime=_cpu(), budget=1.0,
+                       max_remain_drop=50.0, stop_z=z) for z in (0.0, 1.0)}
+    sizes = runs[1.0].details["calibration"]["probe_sizes"]
+    band = auc_tolerance(sizes["forget"], sizes["heldout"], 1.0)
+    assert f"<= {0.5 + band:.3f})" in runs[1.0].details["calibration"]["decision"]
+    assert "<= 0.500)" in runs[0.0].details["calibration"]["decision"]
+    # Within noise of chance is reached with less change than chance itself: the forget set keeps more of its
+    # (insignificant) membership signal, and stays within the band.
+    after = {z: auc_of(r.model, data, split) for z, r in runs.items()}
+    tolerance = auc_tolerance(len(split.forget), len(data.test_labels))
+    assert after[0.0] < after[1.0] <= 0.5 + 2 * tolerance
+
+
 def test_a_run_that_cannot_make_progress_leaves_the_model_unchanged():
     data = noise_dataset()
     split = make_split("random:0.2", data, seed=0)
