@@ -298,9 +298,11 @@ def test_cli_trains_the_original_and_the_oracle_ddpm(tmp_path):
     assert result.exit_code == 2 and "unknown diffusion recipe option(s) ['epochs']" in result.output
 
 
-def test_bench_writes_the_table_rows_and_sample_grid(tmp_path, monkeypatch, runtime):
+def test_bench_writes_the_common_tables_report_and_sample_grid_and_resumes_cell_by_cell(tmp_path, monkeypatch,
+                                                                                         runtime):
     import json
 
+    from unlearnkit.bench.runner import NOISE_FLOOR, ORACLE, ORIGINAL
     from unlearnkit.generation import bench, metrics
 
     monkeypatch.setattr(bench, "QUICK_RECIPE", {"steps": 5, "batch_size": 32})
@@ -312,18 +314,40 @@ def test_bench_writes_the_table_rows_and_sample_grid(tmp_path, monkeypatch, runt
         bench.run_generation_bench(tmp_path, runtime, tmp_path / "store", methods=["sfron", "scrub"])
     result = bench.run_generation_bench(tmp_path / "out", runtime, tmp_path / "store", forget_class=3,
                                         methods=["sfron", "ga"], quick=True, hyperparameters=tiny)
-    rows = {row["model"]: row for row in result["rows"]}
-    assert list(rows) == ["pretrained", "retrained", "sfron", "ga"]
-    assert rows["sfron"]["steps"] == 2 and rows["sfron"]["updates"] == 4 and rows["retrained"]["steps"] == 5
-    assert all(0 <= row["forget_accuracy"] <= 100 and row["fid"] >= 0 for row in rows.values())
+    rows = {row["method"]: row for row in result["rows"]}
+    assert list(rows) == [ORACLE, NOISE_FLOOR, ORIGINAL, "sfron", "ga"]
+    assert rows["sfron"]["steps"] == 2 and rows["sfron"]["updates"] == 4 and rows[ORACLE]["steps"] == 5
+    assert rows[ORACLE]["avg_gap"] == 0 and rows[ORACLE]["kl_forget"] == pytest.approx(0, abs=1e-6)
+    assert all(0 <= row["forget_acc"] <= 100 and row["fid"] >= 0 for row in rows.values())
+    assert rows[ORIGINAL]["cost_ratio"] == 0 and rows[ORACLE]["cost_ratio"] == 1 and rows["sfron"]["cost_ratio"] > 0
+    assert "closing_avg_gap" in rows["sfron"] and result["verdict"]["sentence"]
     files = {k: Path(v) for k, v in result["files"].items()}
     assert all(f.stat().st_size > 0 for f in files.values())
     table = files["markdown"].read_text()
-    assert "| model | FA % ↓ | FID* ↓ |" in table and "NOT the Inception FID" in table and "| sfron |" in table
+    assert "| method | FA | RA | FID* ↓ | Avg.Gap ↓ |" in table and "NOT the Inception FID" in table
+    assert "| sfron |" in table and "TA" not in table.split("\n")[4]  # no test set: no TA column
     saved = json.loads(files["json"].read_text())
-    assert saved["settings"]["methods"]["sfron"]["hyperparameters"]["iters"] == 2
     assert saved["settings"]["forget"]["forgotten_classes"] == [3] and saved["timings"]["total_s"] > 0
+    assert {c["method"]: c for c in saved["cells"]}["sfron"]["metrics"]["hyperparameters"]["iters"] == 2
     assert files["grid"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = files["report"].read_text()
+    assert report.count("data:image/png;base64,") == 3 and "FID* ↓" in report  # gaps, trade-off, samples
+
+    # Started again: every cell is found; a cell removed (killed before it was written) is the only one computed.
+    (tmp_path / "out" / "cells" / "generation-unet-class3" / "0" / "ga.json").unlink()
+    monkeypatch.setattr(bench, "unlearn_generation", _counting(bench.unlearn_generation, calls := []))
+    again = bench.run_generation_bench(tmp_path / "out", runtime, tmp_path / "store", forget_class=3,
+                                       methods=["sfron", "ga"], quick=True, hyperparameters=tiny)
+    assert calls == ["ga"]
+    assert {r["method"]: r["fid"] for r in again["rows"]} == {r["method"]: r["fid"] for r in result["rows"]}
+
+
+def _counting(fn, calls: list):
+    def counted(model, split, method, **kwargs):
+        calls.append(method)
+        return fn(model, split, method, **kwargs)
+
+    return counted
 
 
 def test_a_diffusion_transformer_runs_every_generation_method_unchanged(band_data, runtime, tmp_path):

@@ -91,10 +91,10 @@ def test_methods_lists_the_domains_methods():
 def test_bench_and_tune_on_the_diffusion_domain(quick, tmp_path):
     bench = run("bench", "--task", "generation", "--quick", "--methods", "sfron,ga", "--denoiser", "unet",
                 "--out", str(tmp_path / "bench"), "--json")  # class 0 by default
-    rows = {row["model"]: row for row in bench["rows"]}
-    assert list(rows) == ["pretrained", "retrained", "sfron", "ga"]
-    assert rows["retrained"]["avg_gap"] == 0 and all("kl_forget" in r for r in rows.values())
-    assert {"csv", "markdown", "json", "grid"} <= set(bench)
+    rows = {row["method"]: row for row in bench["tables"]["generation-unet-class0"]}
+    assert list(rows) == ["RT (oracle)", "RT′ (2nd seed)", "Original", "sfron", "ga"]
+    assert rows["RT (oracle)"]["avg_gap"] == 0 and all("kl_forget" in r for r in rows.values())
+    assert {"csv", "markdown", "json", "grid", "report"} <= set(bench) and bench["verdict"]
     assert json.loads(Path(bench["json"]).read_text())["settings"]["forget"]["forgotten_classes"] == [0]
     tuned = run("tune", "--task", "generation", "--methods", "ga", "--max-trials", "2", "--seeds", "100", *COSTLY,
                 "--forget-class", "3", "--out", str(tmp_path / "tune"), "--json")

@@ -391,8 +391,9 @@ def test_nudenet_detector_loads_and_scores_an_image():
     assert nudity_counts([torch.zeros(3, 64, 64)], detector)["images"] == 1
 
 
-def test_the_cli_bench_writes_the_csv_with_an_original_row(monkeypatch, tmp_path):
+def test_the_cli_bench_writes_the_common_tables_with_the_reference_rows_and_resumes(monkeypatch, tmp_path):
     import json
+    from pathlib import Path
 
     from typer.testing import CliRunner
 
@@ -406,20 +407,46 @@ def test_the_cli_bench_writes_the_csv_with_an_original_row(monkeypatch, tmp_path
     monkeypatch.setattr(bench, "QUICK_BUDGET", {"forget_per_prompt": 2, "retain_per_prompt": 1, "steps": 2})
     monkeypatch.setattr(bench, "QUICK_METHODS", {"sfron": {"iters": 1, "fisher_batch_size": 64}})
     monkeypatch.setattr(bench, "SCENARIO_METHODS", ["uce"])
-    result = CliRunner().invoke(app, ["bench", "--task", "text-to-image", "--quick", "--methods", "sfron,uce",
-                                      "--out", str(tmp_path / "out"), "--store", str(tmp_path / "store"), "--json"])
+    command = ["bench", "--task", "text-to-image", "--quick", "--methods", "sfron,uce", "--out", str(tmp_path / "out"),
+               "--store", str(tmp_path / "store"), "--json"]
+    result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout.strip().splitlines()[-1])
     with open(out["csv"]) as f:
-        rows = {row["method"]: row for row in csv.DictReader(f)}
-    assert list(rows) == ["original", "oracle", "sfron", "uce"]
+        cells = [(row["scenario"], row["method"]) for row in csv.DictReader(f)]
+    assert cells == [("text-to-image-seven", m) for m in ("Original", "RT (oracle)", "sfron", "uce")] + [
+        (f"text-to-image-seven+three-{mode}", m) for mode in ("multi", "sequential") for m in ("Original", "uce")]
+    rows = {row["method"]: row for row in out["tables"]["text-to-image-seven"]}
+    assert rows["RT (oracle)"]["avg_gap"] == 0 and rows["RT (oracle)"]["kl_forget"] == pytest.approx(0, abs=1e-9)
     for row in rows.values():
-        assert 0 <= float(row["forget_acc"]) <= 100 and 0 <= float(row["retain_acc"]) <= 100
-        assert row["remain_acc"] == row["retain_acc"]
-    assert set(out["grids"]) >= {"original", "sfron", "uce", "multi-uce", "sequential-uce"}
+        assert 0 <= row["forget_acc"] <= 100 and 0 <= row["remain_acc"] <= 100 and row["avg_gap"] >= 0
+    assert rows["Original"]["cost_ratio"] == 0 and rows["sfron"]["cost_ratio"] > 0
+    assert out["tables"]["text-to-image-seven+three-multi"][1]["avg_gap"] is None  # no oracle of both concepts
+    assert {"text-to-image-seven/sfron", "text-to-image-seven+three-sequential/uce"} <= set(out["grids"])
+    table = Path(out["markdown"]).read_text()
+    assert "| method | FA | RA | FID* ↓ | alignment | neighbours % | Avg.Gap ↓ |" in table
+    assert "forget seven %" in table and "NOT Inception FID" in table
+    assert Path(out["report"]).read_text().count("data:image/png;base64,") >= 8
+    (tmp_path / "out" / "cells" / "text-to-image-seven" / "0" / "uce.json").unlink()
+    monkeypatch.setattr(bench, "unlearn_text_to_image", _counting(bench.unlearn_text_to_image, calls := []))
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0, again.output
+    assert calls == ["uce"]  # every other cell was found
+    figures = ("forget_acc", "remain_acc", "fid", "avg_gap", "kl_forget")  # the same; the recomputed RTE is not
+    resumed = json.loads(again.stdout.strip().splitlines()[-1])["tables"]
+    assert all([{k: r[k] for k in figures} for r in resumed[s]] == [{k: r[k] for k in figures} for r in rows]
+               for s, rows in out["tables"].items())
     result = CliRunner().invoke(app, ["bench", "--task", "text-to-image", "--concept", "eleven",
                                       "--store", str(tmp_path / "store")])
     assert result.exit_code == 2 and "eleven" in result.output
+
+
+def _counting(fn, calls: list):
+    def counted(model, concepts, method, **kwargs):
+        calls.append(method)
+        return fn(model, concepts, method, **kwargs)
+
+    return counted
 
 
 @pytest.mark.parametrize("method, keep", [("esd-x", []), ("uce", []), ("sfron", ["a photo"]), ("fmn", [])])

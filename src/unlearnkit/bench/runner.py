@@ -252,7 +252,7 @@ def cached_cell(out_dir: Path, scenario: str, seed: int, name: str, identity: di
                 compute: Callable[[], dict]) -> Cell:
     """The stored cell if its content key matches (same models, method, hyperparameters), else compute it."""
     key = content_key(identity)
-    path = out_dir / "cells" / scenario / str(seed) / f"{_slug(name)}.json"
+    path = cell_path(out_dir, scenario, seed, name)
     if path.exists():
         stored = json.loads(path.read_text())
         if stored.get("key") == key:
@@ -262,6 +262,12 @@ def cached_cell(out_dir: Path, scenario: str, seed: int, name: str, identity: di
     atomic_write_text(path, json.dumps({"key": key, "scenario": scenario, "seed": seed, "row": name,
                                         "metrics": metrics}, indent=1))
     return Cell(scenario, seed, name, metrics)
+
+
+def cell_path(out_dir: Path, scenario: str, seed: int, name: str, suffix: str = ".json") -> Path:
+    """Where the cell of `name` (a row) in `scenario` and `seed` is stored; other `suffix`es are files it keeps
+    beside it (a domain's samples)."""
+    return out_dir / "cells" / scenario / str(seed) / f"{_slug(name)}{suffix}"
 
 
 def _slug(name: str) -> str:

@@ -13,6 +13,14 @@ from .runner import REFERENCE_ROWS, Cell
 from .verdict import assess
 
 ACCURACIES = (("forget_acc", "FA"), ("remain_acc", "RA"), ("test_acc", "TA"))
+# Averaged over seeds in every domain (a domain without one of them, e.g. no test set, leaves its column out).
+FIGURES = ("forget_acc", "remain_acc", "test_acc", "mia_entropy", "mia_svc", "avg_gap", "kl_forget", "js_forget",
+           "verification_error", "verification_error_rel", "rte_s", "retrain_s", "sample_passes", "cost_ratio")
+NOTE = ("FA/RA/TA/MIA: mean ± std over seeds (mean per-seed |gap| to that seed's oracle). Avg.Gap: mean of the "
+        "gaps shown. D_KL: KL(oracle ‖ model) on the forget set. RTE: wall time of the unlearning call; "
+        "speed-up: oracle training time / RTE; cost: forward-backward sample passes / the oracle's. "
+        "RT′ is a second oracle trained with another seed: the noise floor. Closes: (doing nothing − method) / "
+        "(doing nothing − RT′), for Avg.Gap and KL: 100% is as close to the oracle as a second oracle is.")
 
 
 def _stats(values: list) -> tuple[float, float]:
@@ -22,16 +30,17 @@ def _stats(values: list) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(cells: list[Cell], mia: str) -> dict[str, list[dict]]:
-    """Per scenario, one row per method (reference rows first): mean and std over seeds of every number,
-    gaps to the oracle taken per seed against that seed's oracle, then averaged."""
+def summarise(cells: list[Cell], mia: str | None, figures: tuple[str, ...] = ()) -> dict[str, list[dict]]:
+    """Per scenario, one row per method (reference rows first): mean and std over seeds of every number (the
+    common FIGURES and a domain's own `figures`), gaps to the oracle taken per seed against that seed's oracle,
+    then averaged. `mia`: the attack in Avg.Gap (None: the domain has none)."""
     by_scenario: dict[str, dict[str, list[dict]]] = {}
     for c in cells:
         by_scenario.setdefault(c.scenario, {}).setdefault(c.method, []).append(c.metrics)
     summary = {}
     for scenario, rows in by_scenario.items():
         order = [r for r in REFERENCE_ROWS if r in rows] + [r for r in rows if r not in REFERENCE_ROWS]
-        summary[scenario] = [_row(name, rows[name], mia) for name in order]
+        summary[scenario] = [_row(name, rows[name], mia, figures) for name in order]
     return summary
 
 
@@ -40,17 +49,15 @@ def verdicts(summary: dict[str, list[dict]]) -> dict[str, dict]:
     return {scenario: assess(rows) for scenario, rows in summary.items()}
 
 
-def _row(name: str, runs: list[dict], mia: str) -> dict:
+def _row(name: str, runs: list[dict], mia: str | None, figures: tuple[str, ...]) -> dict:
     """Mean and std over the seeds a method finished; seeds where it diverged are counted, not averaged."""
     diverged = sum(1 for r in runs if "error" in r)
     runs = [r for r in runs if "error" not in r]
     row: dict = {"method": name, "seeds": len(runs), "diverged": diverged}
-    for key in ("forget_acc", "remain_acc", "test_acc", "mia_entropy", "mia_svc", "avg_gap", "kl_forget",
-                "js_forget", "verification_error", "verification_error_rel", "rte_s", "retrain_s",
-                "sample_passes", "cost_ratio"):
+    for key in dict.fromkeys((*FIGURES, *figures)):
         row[key], row[f"{key}_std"] = _stats([r.get(key) for r in runs])
-    for key in ("forget_acc", "remain_acc", "test_acc", mia):
-        row[f"gap_{key}"] = _stats([r["gaps"].get(key) for r in runs])[0]
+    for key in ("forget_acc", "remain_acc", "test_acc", *([mia] if mia else [])):
+        row[f"gap_{key}"] = _stats([r.get("gaps", {}).get(key) for r in runs])[0]
     row["mia"] = mia
     row["speedup"] = row["retrain_s"] / row["rte_s"] if row["rte_s"] and row["rte_s"] > 0 else math.nan
     classes = [r["per_class_test_acc"] for r in runs if r.get("per_class_test_acc")]
@@ -67,25 +74,43 @@ def method_label(row: dict) -> str:
     return row["method"] + (f" (diverged on {row['diverged']} seed(s))" if row["diverged"] else "")
 
 
+def _measured(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def gap_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """The (key, title) of each accuracy and attack shown with its gap to the oracle: those some row measured."""
+    mia = rows[0]["mia"] if rows else None
+    keys = [*ACCURACIES, *([(mia, f"MIA ({mia})")] if mia else [])]
+    return [(key, title) for key, title in keys if any(_measured(r.get(key)) for r in rows)]
+
+
+def own_columns(rows: list[dict], columns: dict[str, str]) -> dict[str, str]:
+    """A domain's own columns (key -> title) that some row of this scenario measured."""
+    return {key: title for key, title in columns.items() if any(_measured(r.get(key)) for r in rows)}
+
+
 def percent(value: float) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.0f}%"
 
 
 def markdown(summary: dict[str, list[dict]], titles: dict[str, str] | None = None,
-             said: dict[str, dict] | None = None) -> str:
-    """The paper's layout: FA, RA, TA and MIA as mean±std (gap to the oracle), then Avg.Gap, KL and RTE, the
-    closing fractions, and each scenario's verdict in words."""
+             said: dict[str, dict] | None = None, columns: dict[str, str] | None = None, note: str = NOTE) -> str:
+    """The paper's layout: the accuracies (and the attack) the domain measures, as mean±std (gap to the oracle),
+    its own figures (`columns`: key -> title) as mean±std, then Avg.Gap, KL and RTE, the closing fractions, and
+    each scenario's verdict in words."""
     out = []
     for scenario, rows in summary.items():
-        mia = rows[0]["mia"] if rows else "mia_entropy"
+        gapped, shown = gap_columns(rows), own_columns(rows, columns or {})
         out += [f"### {titles.get(scenario, scenario) if titles else scenario}", ""]
         if said and scenario in said:
             out += [said[scenario]["sentence"], ""]
-        out += [f"| method | FA | RA | TA | MIA ({mia}) | Avg.Gap ↓ | D_KL ↓ | closes Avg.Gap | closes KL | RTE (s) | "
-                "speed-up | cost |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        heads = ["method", *(title for _, title in gapped), *shown.values(), "Avg.Gap ↓", "D_KL ↓", "closes Avg.Gap",
+                 "closes KL", "RTE (s)", "speed-up", "cost"]
+        out += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
         for r in rows:
-            cells = [f"{fmt(r[k])}±{fmt(r[k + '_std'])} ({fmt(r['gap_' + k])})"
-                     for k in ("forget_acc", "remain_acc", "test_acc", mia)]
+            cells = [f"{fmt(r[k])}±{fmt(r[k + '_std'])} ({fmt(r['gap_' + k])})" for k, _ in gapped]
+            cells += [f"{fmt(r.get(k))}±{fmt(r.get(k + '_std'))}" for k in shown]
             speed = f"{fmt(r['speedup'], 1)}×" if not math.isnan(r["speedup"]) else "—"
             out.append(f"| {method_label(r)} | " + " | ".join(cells) + f" | {fmt(r['avg_gap'])} | "
                        f"{fmt(r['kl_forget'], 3)} | {percent(r.get('closing_avg_gap'))} | "
@@ -100,11 +125,7 @@ def markdown(summary: dict[str, list[dict]], titles: dict[str, str] | None = Non
                     f"{fmt(r.get('audit_epsilon'))} | {fmt(r.get('audit_klom'))} |"
                     for r in rows if r.get("audit_auc") is not None]
             out.append("")
-    out.append("FA/RA/TA/MIA: mean ± std over seeds (mean per-seed |gap| to that seed's oracle). Avg.Gap: mean of the "
-               "four gaps. D_KL: KL(oracle ‖ model) on the forget set. RTE: wall time of the unlearning call; "
-               "speed-up: oracle training time / RTE; cost: forward-backward sample passes / the oracle's. "
-               "RT′ is a second oracle trained with another seed: the noise floor. Closes: (doing nothing − method) / "
-               "(doing nothing − RT′), for Avg.Gap and KL: 100% is as close to the oracle as a second oracle is.")
+    out.append(note)
     return "\n".join(out) + "\n"
 
 
@@ -114,16 +135,19 @@ CSV_FIELDS = ["scenario", "seed", "method", "forget_acc", "remain_acc", "test_ac
 
 
 def write_tables(cells: list[Cell], summary: dict, out_dir: Path, titles: dict[str, str] | None = None,
-                 said: dict[str, dict] | None = None) -> dict[str, Path]:
+                 said: dict[str, dict] | None = None, columns: dict[str, str] | None = None, note: str = NOTE,
+                 extra: dict | None = None) -> dict[str, Path]:
+    """results.md (`markdown`), results.csv (one line per cell) and results.json (summary, verdicts, cells and the
+    domain's `extra`, e.g. its settings) in `out_dir`."""
     paths = {"markdown": out_dir / "results.md", "csv": out_dir / "results.csv", "json": out_dir / "results.json"}
-    atomic_write_text(paths["markdown"], markdown(summary, titles, said))
+    atomic_write_text(paths["markdown"], markdown(summary, titles, said, columns, note))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, CSV_FIELDS, extrasaction="ignore")
+    writer = csv.DictWriter(buffer, [*CSV_FIELDS, *(columns or {})], extrasaction="ignore")
     writer.writeheader()
     for c in cells:
         writer.writerow({"scenario": c.scenario, "seed": c.seed, "method": c.method, **c.metrics,
                          "hyperparameters": json.dumps(c.metrics.get("hyperparameters", {}), sort_keys=True)})
     atomic_write_text(paths["csv"], buffer.getvalue())
-    atomic_write_text(paths["json"], json.dumps(finite_json({"summary": summary, "verdicts": said or {},
-                                                             "cells": [c.__dict__ for c in cells]}), indent=1))
+    saved = {**(extra or {}), "summary": summary, "verdicts": said or {}, "cells": [c.__dict__ for c in cells]}
+    atomic_write_text(paths["json"], json.dumps(finite_json(saved), indent=1))
     return paths

@@ -174,20 +174,26 @@ class Generation(Domain):
         return result
 
     def bench(self, options: dict[str, Any], runtime: Runtime, store: Path | None) -> dict:
+        from ..executor import make_executor
         from ..generation.bench import run_generation_bench
 
         self.refuse(options, "scenarios", "only", "tuned")
-        seed = (options.get("seeds") or [0])[0]
+        seeds = options.get("seeds") or [0]
         denoiser, forget_class, quick = options.get("denoiser") or "unet", _forget_class(options), \
             options.get("quick", False)
         out = Path(options.get("out") or store / "bench"
-                   / f"generation-{denoiser}-class{forget_class}-seed{seed}{'-quick' if quick else ''}")
-        result = run_generation_bench(out, runtime, store, seed=seed, forget_class=forget_class, quick=quick,
-                                      methods=options.get("methods"), denoiser=denoiser)
+                   / f"generation-{denoiser}-class{forget_class}-seeds{'_'.join(map(str, seeds))}"
+                     f"{'-quick' if quick else ''}")
+        with make_executor(**options["executor"], threads=runtime.threads) as jobs:
+            result = run_generation_bench(out, runtime, store, seeds=seeds, forget_class=forget_class, quick=quick,
+                                          methods=options.get("methods"), denoiser=denoiser, executor=jobs)
         files = result["files"]
-        return {"report": files["markdown"], "markdown": files["markdown"], "grid": files["grid"],
-                "csv": files["csv"], "json": files["json"], "rows": result["rows"], "timings": result["timings"],
-                "text": Path(files["markdown"]).read_text()}
+        keys = ("method", "forget_acc", "remain_acc", "fid", "avg_gap", "kl_forget", "closing_avg_gap",
+                "closing_kl_forget", "rte_s", "cost_ratio", "steps", "updates")
+        return {"report": files["report"], "markdown": files["markdown"], "csv": files["csv"], "json": files["json"],
+                "grid": files["grid"], "verdict": result["verdict"]["sentence"],
+                "tables": {result["scenario"]: [{k: row.get(k) for k in keys} for row in result["rows"]]},
+                "text": Path(files["markdown"]).read_text() + f"\nreport: {files['report']}"}
 
     def tune(self, options: dict[str, Any], runtime: Runtime, store: Path | None) -> dict:
         from ..generation.tuning import tune_generation

@@ -46,6 +46,7 @@ class TextToImage(Domain):
                 **({"split": split.describe()} if split else {})}
 
     def bench(self, options: dict[str, Any], runtime: Runtime, store: Path | None) -> dict:
+        from ..executor import make_executor
         from ..text_to_image.bench import run_text_to_image_bench
 
         self.refuse(options, "scenarios", "only", "tuned")
@@ -53,12 +54,17 @@ class TextToImage(Domain):
         concept, quick = options.get("concept") or "seven", options.get("quick", False)
         out = Path(options.get("out") or store / "bench"
                    / f"text-to-image-{concept}-seed{seed}{'-quick' if quick else ''}")
-        result = run_text_to_image_bench(out, runtime, store, seed=seed, quick=quick, concept=concept,
-                                         methods=options.get("methods"))
+        with make_executor(**options["executor"], threads=runtime.threads) as jobs:
+            result = run_text_to_image_bench(out, runtime, store, seed=seed, quick=quick, concept=concept,
+                                             methods=options.get("methods"), executor=jobs)
         files = result["files"]
-        return {"report": files["markdown"], "markdown": files["markdown"], "csv": files["csv"],
-                "json": files["json"], "scenarios_csv": files["scenarios_csv"], "grids": files["grids"],
-                "rows": result["rows"], "timings": result["timings"], "text": Path(files["markdown"]).read_text()}
+        keys = ("method", "forget_acc", "remain_acc", "fid", "alignment", "neighbour_acc", "avg_gap", "kl_forget",
+                "closing_avg_gap", "closing_kl_forget", "rte_s", "cost_ratio", "updates")
+        return {"report": files["report"], "markdown": files["markdown"], "csv": files["csv"], "json": files["json"],
+                "grids": result["grids"], "verdicts": {s: v["sentence"] for s, v in result["verdicts"].items()},
+                "tables": {s: [{k: row.get(k) for k in keys} for row in rows] for s, rows in result["rows"].items()},
+                "timings": result["timings"],
+                "text": Path(files["markdown"]).read_text() + f"\nreport: {files['report']}"}
 
 
 register(TextToImage())

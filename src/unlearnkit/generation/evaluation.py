@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ..data.images import ImageDataset
 from ..data.splits import ForgetSplit
 from ..errors import ConfigError
+from ..evaluation.divergence import kl_divergence
 from ..runtime import Runtime
 from .metrics import classify, frechet_distance, recognition_rate
 from .sampling import ddim_sample
@@ -84,8 +85,7 @@ class GeneratorEvaluator:
         and remain accuracy, Avg.Gap of the two (percentage points), FID*, and KL(oracle ‖ model) of the
         classifier's predictions on the forgotten classes' samples, sample by sample."""
         forgotten = torch.isin(self.labels, torch.tensor(self.forgotten))
-        log_p, log_q = (s.logits[forgotten].float().log_softmax(1) for s in (oracle, scores))
-        kl = (log_p.exp() * (log_p - log_q)).sum(1).mean().item()
+        kl = kl_divergence(*(s.logits[forgotten].double().softmax(1) for s in (oracle, scores)))
         gaps = {"forget_acc": abs(scores.forget_accuracy - oracle.forget_accuracy),
                 "remain_acc": abs(scores.remain_accuracy - oracle.remain_accuracy)}
         return {"forget_acc": scores.forget_accuracy, "remain_acc": scores.remain_accuracy, "fid": scores.fid,

@@ -1,39 +1,13 @@
-"""Files of the generation bench: a Markdown table, CSV and JSON rows, and a PNG grid of samples."""
+"""The generation bench's own picture: a PNG grid of samples, one row per model (the tables are the common bench's)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..artifacts import atomic_write_rows, atomic_write_text
 from .data import to_unit
-
-COLUMNS = [("model", "model"), ("forget_accuracy", "FA % ↓"), ("fid", "FID* ↓"), ("remain_accuracy", "RA %"),
-           ("avg_gap", "Avg.Gap ↓"), ("kl_forget", "KL ↓"), ("steps", "steps"), ("updates", "updates"),
-           ("unlearn_seconds", "time (s)")]
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    return str(value)
-
-
-def markdown_table(rows: list[dict], caption: str) -> str:
-    lines = [caption, "", "| " + " | ".join(title for _, title in COLUMNS) + " |",
-             "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_cell(row.get(key)) for key, _ in COLUMNS) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write_rows(rows: list[dict], csv_path: Path, json_path: Path, extra: dict) -> None:
-    atomic_write_rows(csv_path, rows)
-    atomic_write_text(json_path, json.dumps({**extra, "rows": rows}, indent=2, default=str))
 
 
 def sample_grid(path: Path, names: list[str], samples: list[Tensor], labels: Tensor, classes: list[str],

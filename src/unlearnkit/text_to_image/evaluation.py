@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..data.images import ImageDataset
 from ..errors import ConfigError
+from ..evaluation.divergence import kl_divergence
 from ..generation.metrics import classify, frechet_distance
 from ..runtime import Runtime
 from .metrics import (
@@ -53,6 +54,7 @@ class Scores:
     sample_seconds: float
     samples: Tensor
     prompts: Tensor
+    forget_probs: dict[str, Tensor]  # erased kind -> its classifier's softmax on the erased prompts' images
 
     def row(self) -> dict:
         return {"forget_acc": self.forget_acc, "retain_acc": self.retain_acc,
@@ -101,7 +103,22 @@ class PromptEvaluator:
         return Scores(forget_accuracy(forget, self.erased), retain_accuracy(kept, self.kinds),
                       frechet_distance(kept.features, self.reference), alignment(kept), percent(torch.cat(near)),
                       concepts, {c.name: forget_accuracy(forget, (c,)) for c in self.erased},
-                      time.perf_counter() - started, images, self.prompts)
+                      time.perf_counter() - started, images, self.prompts,
+                      {kind: forget.probs[kind] for kind in self.kinds})
+
+    def against(self, scores: Scores, oracle: Scores | None) -> dict:
+        """A model's row, and against the oracle's scores (both sampled from the same prompts and noise): Avg.Gap
+        of forget and retain accuracy (percentage points) and KL(oracle ‖ model) of the erased kinds' classifier
+        on the erased prompts' images, image by image (summed over the kinds). Without an oracle (an erasure no
+        model was trained without), the row alone."""
+        row = {key: value for key, value in scores.row().items() if key != "eval_seconds"}
+        if oracle is None:
+            return row
+        gaps = {"forget_acc": abs(scores.forget_acc - oracle.forget_acc),
+                "remain_acc": abs(scores.retain_acc - oracle.retain_acc)}
+        kl = sum(kl_divergence(oracle.forget_probs[kind], scores.forget_probs[kind]) for kind in self.kinds)
+        return {**row, "avg_gap": sum(gaps.values()) / len(gaps), "kl_forget": kl,
+                "fid_gap": abs(scores.fid - oracle.fid), "gaps": gaps}
 
     def describe(self) -> dict:
         return {**self.budget.describe(), "erased_prompts": [PROMPTS[p] for p in self.erased_prompts],
