@@ -26,7 +26,7 @@ def main(out: Path) -> None:
     config = load_bench_config(SCENARIOS)
     lines = ["| penalty λ | original TA | proxy (Thudi) | ‖w_T − w_0‖ | σ | one_step VerErr-rel | "
              + " | ".join(f"{m} closes Avg.Gap / KL" for m in ("sfron", "ft", "ga", "neggrad_plus")) + " |",
-             "|---" * 9 + "|"]
+             "|---" * 10 + "|"]
     for scenario in config.scenarios:
         data, spec, recipe = load_scenario(scenario)
         proxies = []

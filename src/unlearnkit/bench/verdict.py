@@ -46,6 +46,13 @@ def assess(rows: list[dict]) -> dict:
         return {"nothing_to_forget": False, "closest": None, "sentence": "no method finished"}
     # Closest to the oracle: the smallest sum of the two gaps, each relative to doing nothing's.
     closest = min(methods, key=lambda r: sum(r[k] / max(nothing[k], 1e-12) for k in CLOSED))
-    sentence = (f"Closest to the oracle: {closest['method']}, closing {closest['closing_avg_gap']:.0%} of the way to "
-                f"the floor in Avg.Gap and {closest['closing_kl_forget']:.0%} in KL.")
+    closed = [_closed(closest, nothing, floor, key, name) for key, name in zip(CLOSED, ("Avg.Gap", "KL"))]
+    sentence = f"Closest to the oracle: {closest['method']}, {closed[0]}; {closed[1]}."
     return {"nothing_to_forget": False, "closest": closest["method"], "sentence": sentence}
+
+
+def _closed(row: dict, nothing: dict, floor: dict, key: str, name: str) -> str:
+    if nothing[key] > floor[key]:
+        return f"closing {row[f'closing_{key}']:.0%} of the way to the floor in {name}"
+    return (f"nothing to close in {name} ({row[key]:.3g}; doing nothing's {nothing[key]:.3g} is already within the "
+            f"floor's {floor[key]:.3g})")
