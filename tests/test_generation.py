@@ -234,6 +234,43 @@ def test_training_is_recorded_and_found_again_by_content(trained, band_data, run
         DiffusionRecipe().with_overrides({"epochs": 3})
 
 
+def test_a_killed_ddpm_training_resumes_to_the_weights_of_an_uninterrupted_one(band_data, runtime, tmp_path,
+                                                                               monkeypatch):
+    from unlearnkit.generation import training
+
+    spec, recipe = TINY, DiffusionRecipe(steps=30, batch_size=32, lr=1e-3)
+    whole = train_denoiser(band_data, spec, recipe, seed=0, runtime=runtime, store=tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    saves, save = [], training.save_state
+
+    def save_then_die(path, **state):
+        save(path, **state)
+        saves.append(state["step"])
+        if len(saves) == 2:
+            raise Killed
+
+    monkeypatch.setattr(training, "save_state", save_then_die)
+    monkeypatch.setattr(training, "SAVE_EVERY_S", 0.0)  # save at the end of every pass
+    with pytest.raises(Killed):
+        train_denoiser(band_data, spec, recipe, seed=0, runtime=runtime, store=tmp_path / "killed")
+    assert saves == [5, 10]  # 150 images in batches of 32: a pass is 5 steps
+    assert list((tmp_path / "killed" / "partial").glob("*.pt")) and not (tmp_path / "killed" / "models").exists()
+    monkeypatch.undo()
+    passes, noise_pass = [], training.noise_pass
+    monkeypatch.setattr(training, "noise_pass", lambda *args: passes.append(1) or noise_pass(*args))
+    torch.manual_seed(123)  # a restart does not share the first process's RNG
+    resumed = train_denoiser(band_data, spec, recipe, seed=0, runtime=runtime, store=tmp_path / "killed")
+    assert len(passes) == 20  # it went on from step 10, where it was killed
+    assert resumed.record["key"] == whole.record["key"]
+    assert resumed.record["metrics"]["train_loss"] == whole.record["metrics"]["train_loss"]
+    assert all(torch.equal(a, b) for a, b in zip(load_denoiser(whole)[0].state_dict().values(),
+                                                 load_denoiser(resumed)[0].state_dict().values()))
+    assert not (tmp_path / "killed" / "partial").exists()  # the resume file is gone once the model is stored
+
+
 def test_sfron_lowers_the_forgetting_accuracy(trained, band_data, runtime):
     checkpoint, classifier, _ = trained
     model, schedule = load_denoiser(checkpoint)

@@ -57,20 +57,20 @@ def test_interrupted_training_resumes_to_the_same_result(tiny_data, runtime, tmp
         pass
 
     calls = {"n": 0}
-    original_save = training._save_state
+    original_save = training.save_state
 
-    def save_then_stop(*args):
-        original_save(*args)
+    def save_then_stop(*args, **kwargs):
+        original_save(*args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 2:
             raise Stop
 
-    training._save_state = save_then_stop
+    training.save_state = save_then_stop
     try:
         with pytest.raises(Stop):
             fit(resumed, tiny_data.train(), short, runtime, seed=5, resume_file=state, save_every_s=0)
     finally:
-        training._save_state = original_save
+        training.save_state = original_save
     torch.manual_seed(123)  # a restart does not share the first process's RNG
     restarted = spec.build()
     fit(restarted, tiny_data.train(), short, runtime, seed=5, resume_file=state)
@@ -166,3 +166,19 @@ def test_the_thread_count_is_part_of_the_content_key(tiny_data, isolated_store):
     two = train(tiny_data, spec, RECIPE, seed=0, runtime=Runtime.create("cpu", 2))
     torch.set_num_threads(1)
     assert one.path != two.path and one.record["threads"] == 1 and two.record["threads"] == 2
+
+
+def test_the_unrolling_penalty_adds_lambda_times_the_mean_logit_std_and_rejects_a_negative_lambda():
+    import math
+
+    from unlearnkit.training import training_loss
+
+    logits, labels = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 6.0]]), torch.tensor([2, 0])
+    plain = torch.nn.functional.cross_entropy(logits, labels).item()
+    # unbiased std over the classes: 1 for (1, 2, 3), sqrt(24 / 2) for (0, 0, 6); divided by N·K = 6
+    expected = plain + 2.0 * (1.0 + math.sqrt(12.0)) / 6
+    penalised = RECIPE.with_overrides({"logit_std_penalty": 2.0})
+    assert training_loss(penalised)(logits, labels).item() == pytest.approx(expected)
+    assert training_loss(RECIPE)(logits, labels).item() == pytest.approx(plain)
+    with pytest.raises(ConfigError, match="logit_std_penalty"):
+        RECIPE.with_overrides({"logit_std_penalty": -1.0})

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
+from typing import Callable
 
 from torch import nn
 
@@ -47,33 +48,51 @@ def train(dataset: ImageDataset, model: ModelSpec | nn.Module, recipe: TrainReci
     identity = {"kind": kind, "data": dataset.fingerprint, "model": described, "recipe": recipe.model_dump(),
                 "seed": seed, "split": split.fingerprint if split else None, "compute": runtime.identity()}
     key = content_key(identity)
-    folder = store / "models" / f"{kind}-{dataset.name}-{described['name'].replace(':', '-')}-{key}"
+
+    def run(resume: Path) -> tuple[nn.Module, dict, ForgetSplit | None]:
+        if isinstance(model, ModelSpec):
+            seed_everything(seed)  # initial weights depend on the seed alone
+            network = model.build()
+        else:
+            network = model
+        view = dataset.train(split.remain if split else None)
+        warm_up()
+        started = time.perf_counter()
+        passes = fit(network, view, recipe, runtime, seed, label=f"{kind} {described['name']} seed {seed}",
+                     resume_file=resume)
+        wall = time.perf_counter() - started
+        metrics = {"train_acc": accuracy(network, view, runtime),
+                   "test_acc": accuracy(network, dataset.test(), runtime)}
+        if split is not None:
+            metrics["forget_acc"] = accuracy(network, dataset.train(split.forget), runtime)
+        record = {"kind": kind, "key": key, "seed": seed, "data": dataset.describe(), "model": described,
+                  "recipe": recipe.model_dump(), "split": split.describe() if split else None, "metrics": metrics,
+                  "wall_time_s": wall, "sample_passes": passes, "device": str(runtime.device),
+                  "threads": runtime.threads}
+        return network, record, split
+
+    return stored_training(store, f"{kind}-{dataset.name}-{described['name'].replace(':', '-')}-{key}", key, force,
+                           run)
+
+
+def stored_training(store: Path, name: str, key: str, force: bool,
+                    run: Callable[[Path], tuple[nn.Module, dict, ForgetSplit | None]]) -> Checkpoint:
+    """The model stored as `store/models/<name>` (found by content: `key` is in its name), or trained by
+    `run(resume_file)` and stored atomically. The classifiers' and the DDPMs' training go through here: `run` is the
+    domain's part (its loop saves its state in `resume_file` now and then and continues from it, so a killed
+    training resumes); it returns the model, its record and its split. The resume file is removed once the model is stored, and when
+    the training diverges (resuming it would only diverge again)."""
+    folder = store / "models" / name
     if folder.exists() and not force:
         return load_checkpoint(folder)
-    if isinstance(model, ModelSpec):
-        seed_everything(seed)  # initial weights depend on the seed alone
-        network = model.build()
-    else:
-        network = model
-    view = dataset.train(split.remain if split else None)
     resume = store / "partial" / f"{key}.pt"
     if force:
         discard(resume)
-    warm_up()
-    started = time.perf_counter()
     try:
-        passes = fit(network, view, recipe, runtime, seed, label=f"{kind} {described['name']} seed {seed}",
-                     resume_file=resume)
+        network, record, split = run(resume)
     except DivergenceError:
-        discard(resume)  # resuming a diverged run would only diverge again
+        discard(resume)
         raise
-    wall = time.perf_counter() - started
-    metrics = {"train_acc": accuracy(network, view, runtime), "test_acc": accuracy(network, dataset.test(), runtime)}
-    if split is not None:
-        metrics["forget_acc"] = accuracy(network, dataset.train(split.forget), runtime)
-    record = {"kind": kind, "key": key, "seed": seed, "data": dataset.describe(), "model": described,
-              "recipe": recipe.model_dump(), "split": split.describe() if split else None, "metrics": metrics,
-              "wall_time_s": wall, "sample_passes": passes, "device": str(runtime.device), "threads": runtime.threads}
     checkpoint = save_checkpoint(folder, network, record, split)
     discard(resume)
     return checkpoint

@@ -93,7 +93,7 @@ def fit(model: nn.Module, view: DataView, recipe: TrainRecipe, runtime: Runtime,
     schedule = make_schedule(optimizer, recipe.schedule, recipe.epochs)
     view = view if recipe.augment else view.eval()
     start_epoch = 0
-    state = _load_state(resume_file) if resume_file is not None else None
+    state = load_state(resume_file) if resume_file is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -123,19 +123,24 @@ def fit(model: nn.Module, view: DataView, recipe: TrainRecipe, runtime: Runtime,
             schedule.step()
             advance(info=f"loss {total / max(count, 1):.3f}")
             if resume_file is not None and (time.monotonic() - last_save > save_every_s or epoch + 1 == recipe.epochs):
-                _save_state(resume_file, model, optimizer, schedule, generator, epoch + 1)
+                save_state(resume_file, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                           schedule=schedule.state_dict(), generator=generator.get_state(), epoch=epoch + 1)
                 last_save = time.monotonic()
     check_finite(model, label, recipe.lr)
     return recipe.epochs * len(view)
 
 
-def _load_state(path: Path) -> dict | None:
-    """The saved training state, or None; a state that cannot be read is discarded with a warning."""
+CLASSIFIER_STATE = frozenset({"model", "optimizer", "schedule", "generator", "torch_rng", "epoch"})
+
+
+def load_state(path: Path, required: frozenset[str] = CLASSIFIER_STATE) -> dict | None:
+    """The training state saved at `path` (with every key of `required`), or None; a state that cannot be read is
+    discarded with a warning."""
     if not path.exists():
         return None
     try:
         state = torch.load(path, weights_only=True)
-        if not {"model", "optimizer", "schedule", "generator", "torch_rng", "epoch"} <= set(state):
+        if not required <= set(state):
             raise ValueError("keys are missing")
         return state
     except Exception as exc:  # torch.load raises many types on a damaged file
@@ -146,11 +151,11 @@ def _load_state(path: Path) -> dict | None:
         return None
 
 
-def _save_state(path: Path, model, optimizer, schedule, generator, epoch: int) -> None:
+def save_state(path: Path, **state) -> None:
+    """A training state (state dicts, RNG states, counters), written atomically with the global RNG's state."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch}, tmp)
+    torch.save({**state, "torch_rng": torch.get_rng_state()}, tmp)
     os.replace(tmp, path)
 
 

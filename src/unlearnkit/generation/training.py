@@ -12,20 +12,15 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from ..artifacts import (
-    Checkpoint,
-    content_key,
-    load_checkpoint,
-    save_checkpoint,
-    writable_store,
-)
+from ..artifacts import Checkpoint, content_key, writable_store
 from ..config import validated
 from ..data.images import DataView, ImageDataset
 from ..data.splits import ForgetSplit
 from ..errors import CheckpointError
+from ..pipeline import stored_training
 from ..progress import task
 from ..runtime import Runtime, seed_everything, warm_up
-from ..training import check_finite, diverged
+from ..training import check_finite, diverged, load_state, save_state
 from .schedule import NoiseSchedule
 from .task import noise_losses, noise_pass
 from .unet import DenoiserSpec
@@ -60,10 +55,19 @@ class DiffusionRecipe(BaseModel):
         return validated(DiffusionRecipe, {**self.model_dump(), **overrides}, "diffusion recipe")
 
 
+DIFFUSION_STATE = frozenset({"model", "ema", "optimizer", "schedule", "generator", "torch_rng", "step", "tail"})
+SAVE_EVERY_S = 30.0  # how often a training with a resume file saves its state, at most
+
+
 def fit_denoiser(model: nn.Module, view: DataView, recipe: DiffusionRecipe, runtime: Runtime, seed: int,
-                 label: str = "diffusion") -> tuple[nn.Module, float]:
+                 label: str = "diffusion", resume_file: Path | None = None) -> tuple[nn.Module, float]:
     """Train `model` in place on `view`; return its exponential moving average (the model to sample from)
-    and the mean loss over the last tenth of the steps."""
+    and the mean loss over the last tenth of the steps.
+
+    With `resume_file`, the whole state (weights, EMA, optimiser, schedule, RNGs, step) is saved there at the end of
+    a pass over the data at most every SAVE_EVERY_S seconds, and a run started again continues from it with the
+    same result as an uninterrupted one (a pass's shuffle and noise come from the one generator, so a pass boundary
+    is where its state is whole)."""
     generator = seed_everything(seed)
     schedule = recipe.schedule()
     model.to(runtime.device).train()
@@ -71,29 +75,48 @@ def fit_denoiser(model: nn.Module, view: DataView, recipe: DiffusionRecipe, runt
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.steps) if recipe.lr_schedule == "cosine"
                  else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0))
-    stream = view.stream(recipe.batch_size, generator)
-    tail, tail_start = [], recipe.steps - max(recipe.steps // 10, 1)
+    step, tail, tail_start = 0, [], recipe.steps - max(recipe.steps // 10, 1)
+    state = load_state(resume_file, DIFFUSION_STATE) if resume_file is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        step, tail = int(state["step"]), list(state["tail"])
+    last_save = time.monotonic()
     with task(label, recipe.steps) as advance:
-        for step in range(recipe.steps):
-            x, y = next(stream)
-            x, y = x.to(runtime.device), y.to(runtime.device)
-            outputs = noise_pass(model, schedule, x, y, recipe.cond_drop_prob, generator, runtime)
-            loss = noise_losses(outputs.noise, outputs.eps).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if recipe.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            with torch.no_grad():
-                for target, source in zip(ema.parameters(), model.parameters()):
-                    target.lerp_(source, 1 - recipe.ema_decay)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise diverged(label, f"the loss became {value} at step {step + 1}", recipe.lr)
-            if step >= tail_start:
-                tail.append(value)
-            advance(info=f"loss {value:.2f}")
+        advance(step)
+        while step < recipe.steps:  # passes over the data, as the official code's cycle(loader)
+            for x, y in view.batches(recipe.batch_size, shuffle=True, generator=generator):
+                x, y = x.to(runtime.device), y.to(runtime.device)
+                outputs = noise_pass(model, schedule, x, y, recipe.cond_drop_prob, generator, runtime)
+                loss = noise_losses(outputs.noise, outputs.eps).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if recipe.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                with torch.no_grad():
+                    for target, source in zip(ema.parameters(), model.parameters()):
+                        target.lerp_(source, 1 - recipe.ema_decay)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise diverged(label, f"the loss became {value} at step {step + 1}", recipe.lr)
+                if step >= tail_start:
+                    tail.append(value)
+                step += 1
+                advance(info=f"loss {value:.2f}")
+                if step == recipe.steps:
+                    break
+            else:
+                if resume_file is not None and time.monotonic() - last_save >= SAVE_EVERY_S:
+                    save_state(resume_file, model=model.state_dict(), ema=ema.state_dict(),
+                               optimizer=optimizer.state_dict(), schedule=scheduler.state_dict(),
+                               generator=generator.get_state(), step=step, tail=tail)
+                    last_save = time.monotonic()
     check_finite(ema, label, recipe.lr)
     return ema, sum(tail) / len(tail)
 
@@ -104,7 +127,8 @@ def train_denoiser(dataset: ImageDataset, spec: DenoiserSpec, recipe: DiffusionR
     """Train the original DDPM (no split) or the oracle (on `split.remain` only), or reuse a stored one.
 
     `dataset` is a generation dataset (see `generation_dataset`). The checkpoint holds the EMA weights and a
-    record of the data, denoiser, recipe, noise schedule and split, and is found again by that content.
+    record of the data, denoiser, recipe, noise schedule and split, and is found again by that content; the
+    store, the content key and the resume of a killed training are the common pipeline's (`stored_training`).
     """
     runtime = runtime or Runtime.create()
     recipe = recipe or DiffusionRecipe()
@@ -113,23 +137,23 @@ def train_denoiser(dataset: ImageDataset, spec: DenoiserSpec, recipe: DiffusionR
                 "recipe": recipe.model_dump(), "seed": seed, "split": split.fingerprint if split else None,
                 "compute": runtime.identity()}
     key = content_key(identity)
-    store = writable_store(store)
-    folder = store / "models" / f"diffusion-{kind}-{dataset.name}-{spec.name}-{key}"
-    if folder.exists() and not force:
-        return load_checkpoint(folder)
-    seed_everything(seed)  # initial weights depend on the seed alone, for the original and the oracle alike
-    network = spec.build()
-    view = dataset.train(split.remain if split else None)
-    warm_up()
-    started = time.perf_counter()
-    ema, loss = fit_denoiser(network, view, recipe, runtime, seed, label=f"diffusion {kind} seed {seed}")
-    wall = time.perf_counter() - started
-    record = {"kind": kind, "task": "generation", "key": key, "seed": seed, "data": dataset.describe(),
-              "model": spec.describe(), "recipe": recipe.model_dump(), "schedule": recipe.schedule().describe(),
-              "split": split.describe() if split else None, "metrics": {"train_loss": loss},
-              "wall_time_s": wall, "sample_passes": recipe.steps * recipe.batch_size,
-              "device": str(runtime.device), "threads": runtime.threads}
-    return save_checkpoint(folder, ema, record, split)
+
+    def run(resume: Path) -> tuple[nn.Module, dict, ForgetSplit | None]:
+        seed_everything(seed)  # initial weights depend on the seed alone, for the original and the oracle alike
+        network = spec.build()
+        view = dataset.train(split.remain if split else None)
+        warm_up()
+        started = time.perf_counter()
+        ema, loss = fit_denoiser(network, view, recipe, runtime, seed, f"diffusion {kind} seed {seed}", resume)
+        record = {"kind": kind, "task": "generation", "key": key, "seed": seed, "data": dataset.describe(),
+                  "model": spec.describe(), "recipe": recipe.model_dump(), "schedule": recipe.schedule().describe(),
+                  "split": split.describe() if split else None, "metrics": {"train_loss": loss},
+                  "wall_time_s": time.perf_counter() - started, "sample_passes": recipe.steps * recipe.batch_size,
+                  "device": str(runtime.device), "threads": runtime.threads}
+        return ema, record, split
+
+    return stored_training(writable_store(store), f"diffusion-{kind}-{dataset.name}-{spec.name}-{key}", key, force,
+                           run)
 
 
 def load_denoiser(checkpoint: Checkpoint) -> tuple[nn.Module, NoiseSchedule]:
