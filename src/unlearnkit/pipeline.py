@@ -80,8 +80,8 @@ def stored_training(store: Path, name: str, key: str, force: bool,
     """The model stored as `store/models/<name>` (found by content: `key` is in its name), or trained by
     `run(resume_file)` and stored atomically. The classifiers' and the DDPMs' training go through here: `run` is the
     domain's part (its loop saves its state in `resume_file` now and then and continues from it, so a killed
-    training resumes); it returns the model, its record and its split. The resume file is removed once the model is stored, and when
-    the training diverges (resuming it would only diverge again)."""
+    training resumes); it returns the model, its record and its split. The resume file is removed once the model
+    is stored, and when the training diverges (resuming it would only diverge again)."""
     folder = store / "models" / name
     if folder.exists() and not force:
         return load_checkpoint(folder)

@@ -32,6 +32,7 @@ from ..data.splits import ForgetSplit
 from ..errors import DivergenceError
 from ..executor import Executor, InProcess, Job
 from ..runtime import Runtime
+from . import metrics
 from .data import generation_dataset
 from .engine import unlearn_generation
 from .evaluation import GeneratorEvaluator, GeneratorScores, SampleBudget
@@ -178,7 +179,7 @@ def second_oracle(setup: GenerationSetup) -> Checkpoint:
 def _seed_jobs(setup: GenerationSetup, methods: list[str], overrides: dict, out: Path) -> list[Job]:
     base = {"domain": "generation", "seed": setup.seed, "original": setup.original.record["key"],
             "oracle": setup.oracle.record["key"], "budget": setup.evaluator.budget.describe(),
-            "compute": setup.runtime.identity()}
+            "classifier": metrics.CLASSIFIER_RECIPE.model_dump(), "compute": setup.runtime.identity()}
     label = f"{setup.scenario} seed {setup.seed}"
     jobs = [Job(reference_cell, {"out_dir": out, "row": row, "identity": {**base, "row": row}, "setup": setup},
                 f"{label}: {row}") for row in (ORIGINAL, ORACLE, NOISE_FLOOR)]

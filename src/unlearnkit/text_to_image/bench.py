@@ -29,6 +29,7 @@ from ..bench.tables import NOTE, summarise, verdicts, write_tables
 from ..data.images import ImageDataset
 from ..errors import ConfigError, DivergenceError
 from ..executor import Executor, InProcess, Job
+from ..generation import metrics
 from ..runtime import Runtime
 from .data import captioned_digits, concept_split
 from .engine import sequential_erasure, unlearn_text_to_image
@@ -179,7 +180,8 @@ def _jobs(erasure: Erasure, out: Path, references: list[str], methods: list[str]
     base = {"domain": "text-to-image", "mode": erasure.mode, "concepts": [c.name for c in erasure.concepts],
             "seed": erasure.seed, "original": stored_record(erasure.original)["key"],
             "oracle": stored_record(erasure.oracle)["key"] if erasure.oracle else None,
-            "budget": erasure.evaluator.budget.describe(), "compute": erasure.runtime.identity()}
+            "budget": erasure.evaluator.budget.describe(), "classifiers": metrics.CLASSIFIER_RECIPE.model_dump(),
+            "compute": erasure.runtime.identity()}
     models = {ORIGINAL: erasure.original, ORACLE: erasure.oracle, NOISE_FLOOR: floor[0] if floor else None}
     label = f"{erasure.scenario} seed {erasure.seed}"
     jobs = [Job(reference_cell, {"out_dir": out, "row": row, "identity": {**base, "row": row}, "erasure": erasure,
