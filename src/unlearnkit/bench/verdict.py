@@ -29,8 +29,11 @@ def assess(rows: list[dict]) -> dict:
     the scenario's verdict: whether there is anything to forget, and the method closest to the oracle."""
     by_name = {r["method"]: r for r in rows}
     nothing, floor = by_name.get(ORIGINAL), by_name.get(NOISE_FLOOR)
-    if nothing is None or floor is None:
-        return {"nothing_to_forget": None, "closest": None, "sentence": "no Original or RT′ row to compare with"}
+    if nothing is None or floor is None or ORACLE not in by_name:
+        missing = ("no oracle for this scenario: its rows stand beside doing nothing" if ORACLE not in by_name else
+                   "no second oracle (RT′, the noise floor) in this run: no closing fractions" if floor is None else
+                   "no Original row (doing nothing) to compare with")
+        return {"nothing_to_forget": None, "closest": None, "sentence": missing[0].upper() + missing[1:] + "."}
     empty = all(nothing[k] <= floor[k] for k in CLOSED)
     for row in rows:
         for key in CLOSED:
