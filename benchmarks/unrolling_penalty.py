@@ -41,9 +41,9 @@ def main(out: Path) -> None:
         ta = rows["Original"]["test_acc"]
         closes = [f"{100 * rows[m]['closing_avg_gap']:.0f}% / {100 * rows[m]['closing_kl_forget']:.0f}%"
                   if m in rows else "—" for m in ("sfron", "ft", "ga", "neggrad_plus")]
-        lines.append(f"| {recipe.logit_std_penalty:g} | {ta:.2f} | {mean['proxy']:.3g} | {mean['weight_distance']:.2f} | "
-                     f"{mean['sigma']:.2f} | {rows['one_step']['verification_error_rel']:.3f} | " + " | ".join(closes)
-                     + " |")
+        error = rows["one_step"]["verification_error_rel"]
+        lines.append(f"| {recipe.logit_std_penalty:g} | {ta:.2f} | {mean['proxy']:.3g} | {mean['weight_distance']:.2f} "
+                     f"| {mean['sigma']:.2f} | {error:.3f} | " + " | ".join(closes) + " |")
     print("\n".join(lines))
 
 

@@ -1,0 +1,78 @@
+"""Does the held-out set the calibration compares D_f with explain "nothing to forget" on MNIST 2k, random 10%?
+
+SFR-on at its defaults against the test split (the default) and against 2,000 MNIST *training* images outside the
+2k subset (the training distribution, never seen by the model); per seed, the calibration's decision and the
+closing fractions to the noise floor. Needs MNIST at ../shared/data/mnist (scenarios/transfer.yaml).
+
+    UNLEARNKIT_STORE=<store> python benchmarks/heldout_distribution.py [scenario] [method]
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from unlearnkit.bench.runner import load_scenario
+from unlearnkit.bench.scenarios import load_bench_config, select_scenarios
+from unlearnkit.data import make_split
+from unlearnkit.data.images import ImageDataset
+from unlearnkit.data.readers import read_idx_folder
+from unlearnkit.evaluation.protocol import evaluate
+from unlearnkit.pipeline import train
+from unlearnkit.runtime import Runtime
+from unlearnkit.unlearning.engine import unlearn
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "transfer.yaml"
+CLOSED = ("avg_gap", "kl_forget")
+
+
+def training_distribution(scenario, data: ImageDataset, size: int = 2000) -> ImageDataset:
+    """MNIST training images outside the scenario's subset, normalised as the subset is (as its test part)."""
+    images, labels = read_idx_folder(scenario.root, "mnist")["train"]
+    size_of_subset = scenario.data_options["train_size"]  # drawn as data.datasets._subset draws it (seed 0)
+    subset = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:size_of_subset]
+    outside = torch.ones(len(labels), dtype=torch.bool)
+    outside[subset] = False
+    pool = torch.nonzero(outside).flatten()
+    pool = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(5))[:size]]
+    return ImageDataset("mnist-outside", images[:1], labels[:1], images[pool], labels[pool], data.classes, data.mean,
+                        data.std)
+
+
+def main(name: str, method: str) -> None:
+    runtime = Runtime.create("cpu", 1)
+    scenario = select_scenarios(load_bench_config(SCENARIOS), name).scenarios[0]
+    data, spec, recipe = load_scenario(scenario)
+    outside = training_distribution(scenario, data)
+    closing: dict[str, list] = {"test split": [], "training distribution": []}
+    for seed in (0, 1, 2):
+        split = make_split(scenario.forget, data, seed)
+        original = train(data, spec, recipe, seed, runtime=runtime)
+        oracle = train(data, spec, recipe, seed, split, runtime=runtime)
+        second = train(data, spec, recipe, seed + 1000, split, runtime=runtime)
+
+        def against(model, record):
+            return evaluate(model, oracle.load_model(), split, data, runtime, original.load_model(), record,
+                            oracle.record, "mia_entropy", ("mia_entropy",), seed=seed)
+
+        nothing = against(original.load_model(), {"wall_time_s": 0, "sample_passes": 0})
+        floor = against(second.load_model(), second.record)
+        for kind, heldout in (("test split", None), ("training distribution", outside.test())):
+            result = unlearn(original.load_model(), split, method, data=data, recipe=recipe, runtime=runtime,
+                             seed=seed, heldout=heldout)
+            scored = against(result.model, result.record())
+            fractions = [(nothing[k] - scored[k]) / (nothing[k] - floor[k]) if nothing[k] > floor[k] else float("nan")
+                         for k in CLOSED]
+            closing[kind].append(fractions)
+            print(f"seed {seed}, {kind}: {result.details['calibration']['decision']} | closes "
+                  f"{fractions[0]:.2f} / {fractions[1]:.2f}, TA {scored['test_acc']:.2f} "
+                  f"(original {nothing['test_acc']:.2f})", flush=True)
+    for kind, rows in closing.items():
+        print(f"{kind}: mean closing Avg.Gap {statistics.fmean(r[0] for r in rows):.2f}, "
+              f"KL {statistics.fmean(r[1] for r in rows):.2f}")
+
+
+if __name__ == "__main__":
+    main(*(sys.argv[1:3] + ["mnist2k-random10", "sfron"][len(sys.argv[1:3]):]))
