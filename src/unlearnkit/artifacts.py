@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -80,10 +80,18 @@ def finite_json(value: Any) -> Any:
     return value
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
+def atomic_write_file(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(temporary)` into a hidden file beside `path`, then rename it into place: an interrupted write leaves no
+    half-written file for the next run to trust. The temporary name keeps `path`'s suffix, for writers that pick the
+    format from it (matplotlib)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    write(tmp)
     os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_file(path, lambda tmp: tmp.write_text(text))
 
 
 def atomic_write_rows(path: Path, rows: list[dict]) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .artifacts import atomic_write_file
 from .config import TrainRecipe
 from .data.images import DataView
 from .errors import ConfigError, DivergenceError
@@ -95,11 +95,7 @@ def fit(model: nn.Module, view: DataView, recipe: TrainRecipe, runtime: Runtime,
     start_epoch = 0
     state = load_state(resume_file) if resume_file is not None else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        restore_state(state, model, optimizer, schedule, generator)
         start_epoch = state["epoch"]
     loss_fn = training_loss(recipe)
     last_save = time.monotonic()
@@ -151,12 +147,20 @@ def load_state(path: Path, required: frozenset[str] = CLASSIFIER_STATE) -> dict 
         return None
 
 
+def restore_state(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
+                  schedule: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator) -> None:
+    """Put what `save_state` saved back: the weights, the optimiser, the LR schedule and both RNGs."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+
+
 def save_state(path: Path, **state) -> None:
     """A training state (state dicts, RNG states, counters), written atomically with the global RNG's state."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({**state, "torch_rng": torch.get_rng_state()}, tmp)
-    os.replace(tmp, path)
+    atomic_write_file(path, lambda tmp: torch.save({**state, "torch_rng": torch.get_rng_state()}, tmp))
 
 
 @torch.no_grad()

@@ -25,7 +25,6 @@ compare against; they are kept as .npz files under `<store>/audit/statistics/`, 
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..artifacts import RECORD, content_key, load_checkpoint, save_checkpoint
+from ..artifacts import RECORD, atomic_write_file, content_key, load_checkpoint, save_checkpoint
 from ..config import TrainRecipe
 from ..data.images import ImageDataset
 from ..data.splits import ForgetSplit, make_split
@@ -213,10 +212,12 @@ def statistics_path(store: Path, kind: str, key: str) -> Path:
 def save_statistics(path: Path, values: dict[str, np.ndarray]) -> None:
     """Write the .npz atomically: an interrupted job leaves no half-written file for the next run to trust."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, **values)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **values)
+
+    atomic_write_file(path, write)
 
 
 def load_statistics(path: str | Path) -> dict[str, np.ndarray]:

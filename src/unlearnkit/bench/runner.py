@@ -264,6 +264,15 @@ def cached_cell(out_dir: Path, scenario: str, seed: int, name: str, identity: di
     return Cell(scenario, seed, name, metrics)
 
 
+def reference_cost(record: dict | None) -> dict:
+    """The cost columns of a reference row of a domain's bench: a retraining's own (`record`, an RT row's training
+    record: cost 1 by definition) or none (None: the Original row, which does nothing)."""
+    if record is None:
+        return {"rte_s": 0.0, "sample_passes": 0, "cost_ratio": 0.0, "steps": 0}
+    return {"rte_s": record["wall_time_s"], "sample_passes": record["sample_passes"], "cost_ratio": 1.0,
+            "steps": record["recipe"]["steps"]}
+
+
 def cell_path(out_dir: Path, scenario: str, seed: int, name: str, suffix: str = ".json") -> Path:
     """Where the cell of `name` (a row) in `scenario` and `seed` is stored; other `suffix`es are files it keeps
     beside it (a domain's samples)."""

@@ -11,7 +11,6 @@ with FID* beside the common keys and the sample grid in the report.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
 import time
@@ -22,9 +21,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..artifacts import Checkpoint, atomic_write_text, versions, writable_store
+from ..artifacts import Checkpoint, atomic_write_file, atomic_write_text, versions, writable_store
 from ..bench.html import write_report
-from ..bench.runner import NOISE_FLOOR, ORACLE, ORIGINAL, Cell, cached_cell, cell_path
+from ..bench.runner import NOISE_FLOOR, ORACLE, ORIGINAL, Cell, cached_cell, cell_path, reference_cost
 from ..bench.tables import NOTE, summarise, verdicts, write_tables
 from ..data import load_dataset, make_split
 from ..data.images import ImageDataset
@@ -194,13 +193,12 @@ def reference_cell(out_dir: Path, row: str, identity: dict, setup: GenerationSet
     """Job: the original (doing nothing), the oracle or the second oracle, scored against the oracle."""
     def run() -> dict:
         checkpoint = {ORIGINAL: setup.original, ORACLE: setup.oracle}.get(row) or second_oracle(setup)
-        model, schedule = load_denoiser(checkpoint)
-        scores = setup.evaluator.score(model.to(setup.runtime.device), schedule)
-        trained = row != ORIGINAL
-        cost = {"rte_s": checkpoint.record["wall_time_s"] if trained else 0.0,
-                "sample_passes": checkpoint.record["sample_passes"] if trained else 0,
-                "cost_ratio": 1.0 if trained else 0.0, "steps": checkpoint.record["recipe"]["steps"] if trained else 0}
-        return _scored(out_dir, setup, row, scores, cost)
+        if row == ORACLE:  # scored once already: every row is compared with it
+            scores = setup.oracle_scores
+        else:
+            model, schedule = load_denoiser(checkpoint)
+            scores = setup.evaluator.score(model.to(setup.runtime.device), schedule)
+        return _scored(out_dir, setup, row, scores, reference_cost(None if row == ORIGINAL else checkpoint.record))
 
     return cached_cell(out_dir, setup.scenario, setup.seed, row, identity, run)
 
@@ -234,10 +232,8 @@ def _scored(out_dir: Path, setup: GenerationSetup, row: str, scores: GeneratorSc
                         for c in range(setup.dataset.num_classes)])
     path = cell_path(out_dir, setup.scenario, setup.seed, row, ".samples.safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({"samples": scores.samples[chosen].contiguous(), "labels": scores.labels[chosen].contiguous()},
-              str(temporary))
-    os.replace(temporary, path)
+    grid = {"samples": scores.samples[chosen].contiguous(), "labels": scores.labels[chosen].contiguous()}
+    atomic_write_file(path, lambda tmp: save_file(grid, str(tmp)))
     return {**setup.evaluator.against(scores, setup.oracle_scores), **cost,
             "retrain_s": setup.oracle.record["wall_time_s"], "eval_seconds": scores.sample_seconds}
 

@@ -20,7 +20,7 @@ from ..errors import CheckpointError
 from ..pipeline import stored_training
 from ..progress import task
 from ..runtime import Runtime, seed_everything, warm_up
-from ..training import check_finite, diverged, load_state, save_state
+from ..training import check_finite, diverged, load_state, restore_state, save_state
 from .schedule import NoiseSchedule
 from .task import noise_losses, noise_pass
 from .unet import DenoiserSpec
@@ -59,6 +59,13 @@ DIFFUSION_STATE = frozenset({"model", "ema", "optimizer", "schedule", "generator
 SAVE_EVERY_S = 30.0  # how often a training with a resume file saves its state, at most
 
 
+@torch.no_grad()
+def ema_update(ema: nn.Module, live: nn.Module, decay: float) -> None:
+    """One step of the exponential moving average of `live`'s weights, in place in `ema`."""
+    for target, source in zip(ema.parameters(), live.parameters()):
+        target.lerp_(source, 1 - decay)
+
+
 def fit_denoiser(model: nn.Module, view: DataView, recipe: DiffusionRecipe, runtime: Runtime, seed: int,
                  label: str = "diffusion", resume_file: Path | None = None) -> tuple[nn.Module, float]:
     """Train `model` in place on `view`; return its exponential moving average (the model to sample from)
@@ -78,12 +85,8 @@ def fit_denoiser(model: nn.Module, view: DataView, recipe: DiffusionRecipe, runt
     step, tail, tail_start = 0, [], recipe.steps - max(recipe.steps // 10, 1)
     state = load_state(resume_file, DIFFUSION_STATE) if resume_file is not None else None
     if state is not None:
-        model.load_state_dict(state["model"])
+        restore_state(state, model, optimizer, scheduler, generator)
         ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
         step, tail = int(state["step"]), list(state["tail"])
     last_save = time.monotonic()
     with task(label, recipe.steps) as advance:
@@ -99,9 +102,7 @@ def fit_denoiser(model: nn.Module, view: DataView, recipe: DiffusionRecipe, runt
                     nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
                 optimizer.step()
                 scheduler.step()
-                with torch.no_grad():
-                    for target, source in zip(ema.parameters(), model.parameters()):
-                        target.lerp_(source, 1 - recipe.ema_decay)
+                ema_update(ema, model, recipe.ema_decay)
                 value = loss.item()
                 if not math.isfinite(value):
                     raise diverged(label, f"the loss became {value} at step {step + 1}", recipe.lr)

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import atomic_write_text, versions, writable_store
+from ..artifacts import atomic_write_file, atomic_write_text, versions, writable_store
 from ..bench.html import write_report
-from ..bench.runner import NOISE_FLOOR, ORACLE, ORIGINAL, Cell, cached_cell, cell_path
+from ..bench.runner import NOISE_FLOOR, ORACLE, ORIGINAL, Cell, cached_cell, cell_path, reference_cost
 from ..bench.tables import NOTE, summarise, verdicts, write_tables
 from ..data.images import ImageDataset
 from ..errors import ConfigError, DivergenceError
@@ -197,12 +197,11 @@ def _jobs(erasure: Erasure, out: Path, references: list[str], methods: list[str]
 def reference_cell(out_dir: Path, row: str, identity: dict, erasure: Erasure, folder: Path) -> Cell:
     """Job: doing nothing (the original), the oracle or the second oracle, scored against the oracle."""
     def run() -> dict:
-        record = stored_record(folder)
-        trained = row != ORIGINAL
-        cost = {"rte_s": record["wall_time_s"] if trained else 0.0,
-                "sample_passes": record["sample_passes"] if trained else 0,
-                "cost_ratio": 1.0 if trained else 0.0, "steps": record["recipe"]["steps"] if trained else 0}
-        return _scored(out_dir, erasure, row, load_text_to_image(folder, erasure.runtime), cost)
+        # The oracle was scored once already: every row is compared with it.
+        scores = (erasure.oracle_scores if row == ORACLE
+                  else erasure.evaluator.score(load_text_to_image(folder, erasure.runtime)))
+        cost = reference_cost(None if row == ORIGINAL else stored_record(folder))
+        return _scored(out_dir, erasure, row, scores, cost)
 
     return cached_cell(out_dir, erasure.scenario, erasure.seed, row, identity, run)
 
@@ -227,22 +226,20 @@ def method_cell(out_dir: Path, row: str, identity: dict, erasure: Erasure, hp: d
         if erasure.oracle:
             cost["cost_ratio"] = passes / stored_record(erasure.oracle)["sample_passes"]
         declared = TEXT_TO_IMAGE_METHODS.get(row)
-        return {**_scored(out_dir, erasure, row, model, cost), "hyperparameters": results[-1].hyperparameters,
+        return {**_scored(out_dir, erasure, row, erasure.evaluator.score(model), cost),
+                "hyperparameters": results[-1].hyperparameters,
                 "declared": {"title": declared.title, **declared.columns(), "notes": declared.notes}}
 
     return cached_cell(out_dir, erasure.scenario, erasure.seed, row, identity, run)
 
 
-def _scored(out_dir: Path, erasure: Erasure, row: str, model, cost: dict) -> dict:
+def _scored(out_dir: Path, erasure: Erasure, row: str, scores: Scores, cost: dict) -> dict:
     """A row's figures against the oracle; its sample grid is kept beside its cell."""
-    scores = erasure.evaluator.score(model)
     path = cell_path(out_dir, erasure.scenario, erasure.seed, row, ".samples.png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
     names = "+".join(c.name for c in erasure.concepts)
-    sample_grid(temporary, f"{row}: erasing {names}", scores.samples, scores.prompts,
-                concept_prompts(erasure.concepts))
-    os.replace(temporary, path)
+    atomic_write_file(path, lambda tmp: sample_grid(tmp, f"{row}: erasing {names}", scores.samples, scores.prompts,
+                                                    concept_prompts(erasure.concepts)))
     retrain = {"retrain_s": stored_record(erasure.oracle)["wall_time_s"]} if erasure.oracle else {}
     return {**erasure.evaluator.against(scores, erasure.oracle_scores), **cost, **retrain,
             "eval_seconds": scores.sample_seconds}

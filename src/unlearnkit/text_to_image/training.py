@@ -26,6 +26,7 @@ from ..config import validated
 from ..data.images import ImageDataset
 from ..data.splits import ForgetSplit
 from ..errors import CheckpointError
+from ..generation.training import ema_update
 from ..progress import task
 from ..runtime import Runtime, seed_everything, warm_up
 from ..training import diverged
@@ -93,10 +94,8 @@ def fit(components: Components, dataset: ImageDataset, indices, recipe: TextToIm
                 torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
             optimizer.step()
             scheduler.step()
-            with torch.no_grad():
-                for ema, live in ((ema_unet, unet), (ema_text, text)):
-                    for target, source in zip(ema.parameters(), live.parameters()):
-                        target.lerp_(source, 1 - recipe.ema_decay)
+            for ema, live in ((ema_unet, unet), (ema_text, text)):
+                ema_update(ema, live, recipe.ema_decay)
             value = loss.item()
             if not math.isfinite(value):
                 raise diverged(label, f"the loss became {value} at step {step + 1}", recipe.lr)
