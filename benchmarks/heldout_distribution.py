@@ -8,24 +8,21 @@ closing fractions to the noise floor. Needs MNIST at ../shared/data/mnist (scena
 """
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
 import torch
+from references import closing as closing_fractions
+from references import nanmean, references
 
 from unlearnkit.bench.runner import load_scenario
 from unlearnkit.bench.scenarios import load_bench_config, select_scenarios
-from unlearnkit.data import make_split
 from unlearnkit.data.images import ImageDataset
 from unlearnkit.data.readers import read_idx_folder
-from unlearnkit.evaluation.protocol import evaluate
-from unlearnkit.pipeline import train
 from unlearnkit.runtime import Runtime
 from unlearnkit.unlearning.engine import unlearn
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "transfer.yaml"
-CLOSED = ("avg_gap", "kl_forget")
 
 
 def training_distribution(scenario, data: ImageDataset, size: int = 2000) -> ImageDataset:
@@ -48,30 +45,18 @@ def main(name: str, method: str) -> None:
     outside = training_distribution(scenario, data)
     closing: dict[str, list] = {"test split": [], "training distribution": []}
     for seed in (0, 1, 2):
-        split = make_split(scenario.forget, data, seed)
-        original = train(data, spec, recipe, seed, runtime=runtime)
-        oracle = train(data, spec, recipe, seed, split, runtime=runtime)
-        second = train(data, spec, recipe, seed + 1000, split, runtime=runtime)
-
-        def against(model, record):
-            return evaluate(model, oracle.load_model(), split, data, runtime, original.load_model(), record,
-                            oracle.record, "mia_entropy", ("mia_entropy",), seed=seed)
-
-        nothing = against(original.load_model(), {"wall_time_s": 0, "sample_passes": 0})
-        floor = against(second.load_model(), second.record)
+        refs = references(scenario, data, spec, recipe, seed, runtime)
         for kind, heldout in (("test split", None), ("training distribution", outside.test())):
-            result = unlearn(original.load_model(), split, method, data=data, recipe=recipe, runtime=runtime,
-                             seed=seed, heldout=heldout)
-            scored = against(result.model, result.record())
-            fractions = [(nothing[k] - scored[k]) / (nothing[k] - floor[k]) if nothing[k] > floor[k] else float("nan")
-                         for k in CLOSED]
+            result = unlearn(refs.original.load_model(), refs.split, method, data=data, recipe=recipe,
+                             runtime=runtime, seed=seed, heldout=heldout)
+            scored = refs.against(result.model, result.record())
+            fractions = closing_fractions(refs, scored)
             closing[kind].append(fractions)
             print(f"seed {seed}, {kind}: {result.details['calibration']['decision']} | closes "
                   f"{fractions[0]:.2f} / {fractions[1]:.2f}, TA {scored['test_acc']:.2f} "
-                  f"(original {nothing['test_acc']:.2f})", flush=True)
+                  f"(original {refs.nothing['test_acc']:.2f})", flush=True)
     for kind, rows in closing.items():
-        print(f"{kind}: mean closing Avg.Gap {statistics.fmean(r[0] for r in rows):.2f}, "
-              f"KL {statistics.fmean(r[1] for r in rows):.2f}")
+        print(f"{kind}: mean closing Avg.Gap {nanmean(r[0] for r in rows):.2f}, KL {nanmean(r[1] for r in rows):.2f}")
 
 
 if __name__ == "__main__":

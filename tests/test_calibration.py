@@ -10,7 +10,13 @@ from unlearnkit.config import TrainRecipe
 from unlearnkit.data import make_split
 from unlearnkit.data.images import ImageDataset
 from unlearnkit.errors import ConfigError
-from unlearnkit.evaluation.oracle_free import auc_tolerance, logit_confidence, membership_auc, tail_share
+from unlearnkit.evaluation.oracle_free import (
+    auc_tolerance,
+    logit_confidence,
+    loss_tolerance,
+    membership_auc,
+    tail_share,
+)
 from unlearnkit.models import spec_for
 from unlearnkit.runtime import seed_everything
 from unlearnkit.training import fit, predict
@@ -56,11 +62,12 @@ def digits():
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_it_stops_at_once_on_a_model_that_never_memorised_its_forget_set(digits, seed):
+@pytest.mark.parametrize("criterion", ["auc", "loss"])
+def test_it_stops_at_once_on_a_model_that_never_memorised_its_forget_set(digits, seed, criterion):
     split = make_split("random:0.2", digits, seed=seed)
     oracle = trained(digits, split.remain, digits.recipe, hidden=(64,))  # it never saw the forget set
     before = copy.deepcopy(oracle.state_dict())
-    result = unlearn(oracle, split, "sfron", data=digits, runtime=_cpu())
+    result = unlearn(oracle, split, "sfron", data=digits, runtime=_cpu(), criterion=criterion)
     calibration = result.details["calibration"]
     assert calibration["decision"].startswith("nothing to forget: at the start")
     assert result.details["updates"] == 0 and len(calibration["checks"]) == 1
@@ -76,7 +83,7 @@ def test_it_forgets_a_memorised_set_and_records_why():
     # Pure noise is memorised sample by sample, so forgetting some disturbs the rest: allow the remain accuracy to
     # move (the guard is tested below) and a whole retraining's budget.
     result = unlearn(copy.deepcopy(original), split, "sfron", data=data, runtime=_cpu(), budget=1.0,
-                     max_remain_drop=50.0)
+                     max_remain_drop=50.0, criterion="auc")
     calibration = result.details["calibration"]
     assert calibration["decision"].startswith("target reached"), calibration["decision"]
     after = auc_of(result.model, data, split)
@@ -90,7 +97,7 @@ def test_it_stops_within_stop_z_standard_errors_of_chance():
     split = make_split("random:0.2", data, seed=0)
     original = trained(data, recipe=RECIPE.with_overrides({"epochs": 120, "lr": 0.1}))
     runs = {z: unlearn(copy.deepcopy(original), split, "sfron", data=data, runtime=_cpu(), budget=1.0,
-                       max_remain_drop=50.0, stop_z=z) for z in (0.0, 1.0)}
+                       max_remain_drop=50.0, stop_z=z, criterion="auc") for z in (0.0, 1.0)}
     sizes = runs[1.0].details["calibration"]["probe_sizes"]
     band = auc_tolerance(sizes["forget"], sizes["heldout"], 1.0)
     assert f"<= {0.5 + band:.3f})" in runs[1.0].details["calibration"]["decision"]
@@ -102,6 +109,34 @@ def test_it_stops_within_stop_z_standard_errors_of_chance():
     assert after[0.0] < after[1.0] <= 0.5 + 2 * tolerance
 
 
+def mean_losses(model, data, split) -> tuple[float, float]:
+    f_logits, f_y = predict(model, data.train(split.forget).eval(), _cpu())
+    h_logits, h_y = predict(model, data.test(), _cpu())
+    return (torch.nn.functional.cross_entropy(f_logits, f_y).item(),
+            torch.nn.functional.cross_entropy(h_logits, h_y).item())
+
+
+def test_the_loss_rule_forgets_a_memorised_set_and_stops_before_it_overshoots_unseen_data():
+    data = noise_dataset()
+    split = make_split("random:0.2", data, seed=0)
+    original = trained(data, recipe=RECIPE.with_overrides({"epochs": 120, "lr": 0.1}))
+    forget, heldout = mean_losses(original, data, split)
+    assert forget < 0.1 * heldout  # memorised
+    result = unlearn(copy.deepcopy(original), split, "sfron", data=data, runtime=_cpu(), budget=1.0,
+                     max_remain_drop=50.0)  # SFR-on's random defaults: the loss rule, pushed to the target itself
+    calibration = result.details["calibration"]
+    assert calibration["rule"] == "random: loss"
+    start = calibration["checks"][0]
+    assert 0 < start["loss_band"] < start["heldout_loss"]  # at the start: one standard error, not the whole gap
+    assert all(c["loss_band"] == 0 for c in calibration["checks"][1:])  # later: the target itself (stop_z 0)
+    # Pure noise is forgotten in a jump: the check that meets the held-out loss has pushed D_f far below chance,
+    # so the rule keeps the most change before that overshoot.
+    assert "the most change before it" in calibration["decision"], calibration["decision"]
+    after, _ = mean_losses(result.model, data, split)
+    tolerance = auc_tolerance(len(split.forget), len(data.test_labels))
+    assert after > 100 * forget and abs(auc_of(result.model, data, split) - 0.5) <= 2 * tolerance
+
+
 def test_a_run_that_cannot_make_progress_leaves_the_model_unchanged():
     data = noise_dataset()
     split = make_split("random:0.2", data, seed=0)
@@ -109,7 +144,7 @@ def test_a_run_that_cannot_make_progress_leaves_the_model_unchanged():
     before = copy.deepcopy(original.state_dict())
     # A step size far too small to move the membership AUC within the budget: the steps are spent, but there is
     # no evidence of forgetting, so the model goes back to where it started.
-    result = unlearn(copy.deepcopy(original), split, "ga", data=data, runtime=_cpu(), lr_scale=1e-7)
+    result = unlearn(copy.deepcopy(original), split, "ga", data=data, runtime=_cpu(), lr_scale=1e-7, criterion="auc")
     decision = result.details["calibration"]["decision"]
     assert "no more than noise of progress" in decision and "returned the model unchanged" in decision
     assert all(torch.equal(v, before[k]) for k, v in result.model.state_dict().items())
@@ -169,6 +204,8 @@ def test_the_membership_statistics_match_closed_forms():
     assert membership_auc(forget, heldout) == 1.0 and membership_auc(heldout, forget) == 0.0
     assert membership_auc(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0])) == 0.5
     assert auc_tolerance(100, 100) == pytest.approx((201 / (12 * 100 * 100)) ** 0.5)
+    # Welch: var([0, 2]) = 2 over 2 samples, var([1, 1, 4]) = 3 over 3 samples: sqrt(2 / 2 + 3 / 3) = sqrt 2
+    assert loss_tolerance([0.0, 2.0], [1.0, 1.0, 4.0], z=2.0) == pytest.approx(2 * 2 ** 0.5)
     assert tail_share(torch.arange(10.0), torch.arange(10.0), 0.25) == pytest.approx(0.3)  # 0, 1, 2 below 2.25
     logits, labels = torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([0])
     assert logit_confidence(logits, labels).item() == pytest.approx(2.0 - torch.logsumexp(torch.zeros(2), 0).item())

@@ -50,6 +50,16 @@ def auc_tolerance(n_forget: int, n_heldout: int, z: float = 1.0) -> float:
     return z * math.sqrt((n_forget + n_heldout + 1) / (12 * n_forget * n_heldout))
 
 
+def loss_tolerance(forget_losses, heldout_losses, z: float = 1.0) -> float:
+    """z standard errors of the difference of two mean losses (Welch): sqrt(var_f / n_f + var_h / n_h). A held-out
+    set's few misclassified samples carry most of its mean loss, so this band is wide where they are few."""
+    f = torch.as_tensor(forget_losses, dtype=torch.float64).reshape(-1)
+    h = torch.as_tensor(heldout_losses, dtype=torch.float64).reshape(-1)
+    if len(f) < 2 or len(h) < 2:
+        return math.nan
+    return z * math.sqrt(f.var().item() / len(f) + h.var().item() / len(h))
+
+
 # --- The verdict printed after every `forget` --------------------------------------------------------------
 
 DAMAGE_POINTS = 5.0  # accuracy lost on the data that stays beyond this is a damaged model

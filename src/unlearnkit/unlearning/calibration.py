@@ -3,10 +3,12 @@ gradient method forgets, from signals a user has without retraining.
 
 - Random-subset forgetting: the forget set should look like data the model never saw. At regular checks the
   rule compares a fixed sample of D_f with a fixed held-out sample (the test split, or a validation split given
-  to `unlearn`) by the logit-scaled confidence of the true class (LiRA's φ). Criterion "auc" (the default):
-  a threshold membership attack on φ is at chance, AUC <= 0.5 (and within `auc_z` standard errors of 0.5 at the
-  start, there is nothing to forget). Criterion "error": the forget error reaches the held-out error (SCRUB+R's
-  rewinding rule, Kurmanji et al. 2023). Criterion "loss": the mean forget loss reaches the held-out mean.
+  to `unlearn`) by the logit-scaled confidence of the true class (LiRA's φ). Criterion "auc" (the default;
+  SFR-on, FT, GA, NegGrad+ and l1-sparse use "loss" for random forgetting): a threshold membership attack on φ is
+  at chance, AUC <= 0.5 (and within `auc_z` standard errors of 0.5 at the start, there is nothing to forget).
+  Criterion "error": the forget error reaches the held-out error (SCRUB+R's rewinding rule, Kurmanji et al. 2023).
+  Criterion "loss": the mean forget loss reaches the held-out mean, within `stop_z` standard errors of the
+  difference of the two means (within `auc_z` at the start: nothing to forget).
 - Class-wise forgetting: a class the model never saw is never predicted, so the target is a forget accuracy of
   at most `class_target` percent.
 - Strength: once a check meets the target, the straight stretch of weights from the last good check to it is
@@ -17,7 +19,9 @@ gradient method forgets, from signals a user has without retraining.
   clears the optimiser's momentum, halves the learning rate and goes on (at most `backoffs` times; then it stops
   at the last good check). An overshoot of the "auc" target (AUC below 0.5 by more than `auc_z` standard errors:
   the forget set now looks *less* like training data than unseen data does, itself a tell) backs off the same
-  way. So the step size adapts to the problem; the default is a large one that back-offs can bring down.
+  way. So the step size adapts to the problem; the default is a large one that back-offs can bring down. Under the
+  "loss" rule such an overshoot, met or not, ends the run at the most change before it (the last stretch bisected
+  for the furthest point still within the AUC band).
 
 Every check, back-off, refinement and the decision are recorded in the run's details.
 """
@@ -30,7 +34,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 import torch.nn.functional as F
 
-from ..evaluation.oracle_free import auc_tolerance, membership_auc, tail_share
+from ..evaluation.oracle_free import auc_tolerance, loss_tolerance, membership_auc, tail_share
 from .params import Field, Params
 
 if TYPE_CHECKING:  # only for annotations: the context imports this module
@@ -46,8 +50,8 @@ class CalibrationParams(Params):
                                                        "below it should reach the quantile itself")
     auc_z: float = Field(1.0, ge=0, description="within auc_z standard errors of the target at the start there is "
                                                 "nothing to forget; past it by as much, the run overshot")
-    stop_z: float = Field(1.0, ge=0, description="'auc'/'tail', after the start: stop within stop_z standard "
-                                                 "errors of the target (0: at the target itself)")
+    stop_z: float = Field(1.0, ge=0, description="'auc'/'tail'/'loss', after the start: stop within stop_z "
+                                                 "standard errors of the target (0: at the target itself)")
     class_target: float = Field(1.0, ge=0, le=100, description="class-wise: stop at this forget accuracy (%)")
     checks: int = Field(10, ge=1, description="checks spread over the run's planned steps")
     probe_samples: int = Field(512, ge=8, description="most samples a check uses from D_f, and as many from the "
@@ -82,6 +86,7 @@ class Check:
     heldout_loss: float
     auc: float
     tail: float
+    loss_band: float
     met: bool
 
 
@@ -187,6 +192,7 @@ class Calibrator:
         tail = tail_share(f_phi, h_phi, self.hp["tail"])
         f_loss, h_loss = F.softplus(-f_phi), F.softplus(-h_phi)  # the loss, from φ: l = log(1 + e^-φ)
         forget_acc, heldout_acc = 100 * f_ok.float().mean().item(), 100 * h_ok.float().mean().item()
+        band = loss_tolerance(f_loss, h_loss, self.hp["auc_z"] if step == 0 else self.hp["stop_z"])
         if self.classwise:
             met = forget_acc <= self.hp["class_target"]
         elif self.hp["criterion"] == "tail":
@@ -196,9 +202,10 @@ class Calibrator:
         elif self.hp["criterion"] == "error":
             met = forget_acc <= heldout_acc
         else:
-            met = f_loss.mean().item() >= h_loss.mean().item()
+            met = f_loss.mean().item() >= h_loss.mean().item() - band
         return Check(step, ctx.sample_passes + ctx.forward_passes // 3, forget_acc, heldout_acc,
-                     100 * r_ok.float().mean().item(), f_loss.mean().item(), h_loss.mean().item(), auc, tail, met)
+                     100 * r_ok.float().mean().item(), f_loss.mean().item(), h_loss.mean().item(), auc, tail, band,
+                     met)
 
     def __call__(self, ctx: Context, step: int, last: bool = False) -> bool:
         """Check at step 0, every `every` steps and at the end; True means stop now (and at every later call)."""
@@ -216,7 +223,8 @@ class Calibrator:
                 "auc": f"membership AUC {check.auc:.3f} <= "
                        f"{0.5 + (self.tolerance if check.step == 0 else self.stop_tolerance):.3f}",
                 "error": f"forget accuracy {check.forget_acc:.1f}% <= held-out {check.heldout_acc:.1f}%",
-                "loss": f"forget loss {check.forget_loss:.3f} >= held-out {check.heldout_loss:.3f}",
+                "loss": f"forget loss {check.forget_loss:.3f} >= held-out {check.heldout_loss:.3f} − "
+                        f"{check.loss_band:.3f}",
                 }[self.hp["criterion"]]
 
     def _check(self, ctx: Context, step: int, last: bool) -> bool:
@@ -237,11 +245,18 @@ class Calibrator:
             self._rewind(ctx, f"{damage}: rewound to step {good.step}, the last check before the damage, with {left}")
             return True
         overshot = not self.classwise and (
-            self.hp["criterion"] == "auc" and check.auc < 0.5 - self.tolerance
+            self.hp["criterion"] in ("auc", "loss") and check.auc < 0.5 - self.tolerance
             or self.hp["criterion"] == "tail" and check.tail > self.hp["tail"] + self.tail_tolerance)
+        past = (f"{check.tail:.1%} of D_f in the held-out tail > {self.hp['tail'] + self.tail_tolerance:.1%}"
+                if self.hp["criterion"] == "tail" else f"membership AUC {check.auc:.3f} < {0.5 - self.tolerance:.3f}")
+        if overshot and step > 0 and self.hp["criterion"] == "loss":
+            # The loss rule can push D_f past unseen data before its mean loss reaches theirs (a forget set that
+            # looks less like training data than unseen data does is itself a tell): keep the most change before it.
+            where = self._refine_before_overshoot(ctx)
+            self.decision, self.chosen_step = (f"overshot at step {step} ({past}); kept {where:.3f} of the stretch "
+                                               f"from step {good.step}, the most change before it"), step
+            return True
         if check.met and overshot and step > 0 and not last:
-            past = (f"membership AUC {check.auc:.3f} < {0.5 - self.tolerance:.3f}" if self.hp["criterion"] == "auc"
-                    else f"{check.tail:.1%} of D_f in the held-out tail > {self.hp['tail'] + self.tail_tolerance:.1%}")
             if self._back_off(ctx, f"overshot at step {step} ({past})"):
                 return False
         if check.met:
@@ -307,6 +322,22 @@ class Calibrator:
         self.events.append(f"{reason}: rewound to step {self.good.step} and halved the step size "
                            f"({self.backoffs} of {self.hp['backoffs']})")
         return True
+
+    def _refine_before_overshoot(self, ctx: Context) -> float:
+        """Bisect the straight line from the last good check's weights to the current ones for the point furthest
+        from the good end whose membership AUC has not yet fallen below chance by more than the tolerance (and
+        keeps the remain accuracy): the most forgetting without the overshoot. Returns where it landed (0: the
+        last good check)."""
+        start, end = self.previous, {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        low, high = 0.0, 1.0
+        for _ in range(self.hp["refine"]):
+            middle = (low + high) / 2
+            ctx.model.load_state_dict(_between(start, end, middle))
+            check = self._measure(ctx, self.checks[-1].step)
+            safe = check.remain_acc >= self.checks[0].remain_acc - self.hp["max_remain_drop"]
+            low, high = (middle, high) if safe and check.auc >= 0.5 - self.tolerance else (low, middle)
+        ctx.model.load_state_dict(_between(start, end, low))
+        return low
 
     def _refine(self, ctx: Context, reached: Check) -> float:
         """Bisect the straight line from the last good check's weights to the weights that met the target, for

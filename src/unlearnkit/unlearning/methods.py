@@ -40,18 +40,31 @@ def declare(method: Method) -> Method:
 
 # The code's CIFAR-10 block: lr 0.01 = 0.1 × the recipe's 0.1, a forget step every 5 iterations clipped to norm 7,
 # alpha 25 cosine-decayed, λ 0.5, γ 1; 1500 iterations are ~2.6% of a 200-epoch retraining.
-# Chosen by leave-one-dataset-out (docs/defaults.md): lr_scale 1 and λ 0 in every fold, random and class-wise; the
-# code's λ 0.5 closed less of the KL gap wherever the two differed (the adaptive weights favour samples the model
-# fits well, while the KL to the oracle is dominated by the atypical samples the original memorised).
+# Chosen by leave-one-dataset-out (docs/defaults.md): class-wise, lr_scale 1 and λ 0 in every fold (the code's λ 0.5
+# closed less of the KL gap: the adaptive weights favour samples the model fits well, while a forgotten class must
+# lose every sample). The ablations keep these values for random forgetting too.
 SFRON = {"lr_scale": 1.0, "forget_freq": 5, "forget_clip": 7.0, "alpha": 25.0, "lambd": 0.0}
-SFRON_SEARCH = {"lr_scale": [0.3, 1.0, 3.0], "lambd": [0.0, 0.5]}
+# SFR-on itself, random forgetting: every fold of the leave-one-dataset-out over the random scenarios
+# (benchmarks/random_defaults.py, docs/defaults.md) picked the code's λ 0.5 (the ascent spreads over the samples D_f
+# still fits instead of driving its few atypical samples to confident errors, which the KL to an oracle punishes),
+# lr_scale 10 (back-offs bring it down where it damages), and the loss criterion pushed to the target itself: the
+# mean forget loss reaches the held-out mean, which is what an oracle's forget loss is in expectation.
+# Random forgetting by lowering confidence (SFR-on, and FT, GA, NegGrad+, l1-sparse below) stops by the loss rule;
+# the methods that relabel D_f (RL, SalUn, bad teacher, boundary) or edit in one shot keep the membership-AUC rule:
+# pushed to the held-out loss they drive D_f to confident wrong labels (measured on the five random scenarios with
+# something to forget, docs/defaults.md). Class-wise the class rule decides; AUC_RULE keeps those records as before.
+LOSS_RULE = {"criterion": "loss", "stop_z": 0.0}
+AUC_RULE = {"criterion": "auc", "stop_z": 1.0}
+SFRON_RANDOM = {"lambd": 0.5, "lr_scale": 10.0, **LOSS_RULE}
+SFRON_CLASS = {"lambd": 0.0, "lr_scale": 1.0, **AUC_RULE}
+SFRON_SEARCH = {"lr_scale": [0.3, 1.0, 3.0, 10.0], "lambd": [0.0, 0.5]}
 PLAIN_ASCENT_SEARCH = {k: v for k, v in SFRON_SEARCH.items() if k != "lambd"}  # λ = 0 defines these ablations
 # The baselines' search: their step size, from the code's value up (the calibration stops and backs off).
 LR_SEARCH = {"lr_scale": [0.1, 0.3, 1.0, 3.0]}
 
 declare(Method(
     "sfron", "SFR-on (Huang et al. 2024)", FastSlow(), FisherRatioMask(), AdaptiveAscent(), Descent(),
-    defaults={**SFRON, "gamma": 1.0}, search=SFRON_SEARCH,
+    defaults={**SFRON, **SFRON_RANDOM, "gamma": 1.0}, class_defaults=SFRON_CLASS, search=SFRON_SEARCH,
     notes="Official classification code, with relative step size and budget. Paper variants: normalise=set, "
           "alpha_decay=linear, strict_mask=true (masked weights frozen against momentum and weight decay), "
           "forget_mode=eval (forget batches leave BatchNorm statistics alone)."))
@@ -71,16 +84,17 @@ declare(Method(
 
 declare(Method(
     "ft", "FT: fine-tune on the remain set", Joint(), remain=Descent(),
-    defaults={"lr_scale": 3.0}, search=LR_SEARCH))
+    defaults={"lr_scale": 3.0, **LOSS_RULE}, class_defaults=AUC_RULE, search=LR_SEARCH))
 declare(Method(
     "ga", "GA: gradient ascent on the forget set", Joint(), forget=Ascent(),
-    defaults={"lr_scale": 0.01, "clip": 0.1, "forget_mode": "eval", "lr_schedule": "constant"},
-    class_defaults={"lr_scale": 0.1},
+    defaults={"lr_scale": 0.01, "clip": 0.1, "forget_mode": "eval", "lr_schedule": "constant", **LOSS_RULE},
+    class_defaults={"lr_scale": 0.1, **AUC_RULE},
     search={"lr_scale": [1e-3, 1e-2, 0.1, 1.0]}))
 declare(Method(
     "neggrad_plus", "NegGrad+ (Kurmanji et al. 2023): remain descent + forget ascent",
     Joint(), forget=Ascent(), remain=Descent(),
-    defaults={"lr_scale": 3.0, "remain_weight": 0.95, "forget_weight": 0.05}, class_defaults={"lr_scale": 0.3},
+    defaults={"lr_scale": 3.0, "remain_weight": 0.95, "forget_weight": 0.05, **LOSS_RULE},
+    class_defaults={"lr_scale": 0.3, **AUC_RULE},
     search=LR_SEARCH,
     notes="β is remain_weight and 1-β forget_weight: loss = β L_r - (1-β) L_f. The search varies forget_weight "
           "at remain_weight 0.95: the same family, since scaling both weights is a change of lr."))
@@ -93,7 +107,7 @@ declare(Method(
     search=LR_SEARCH))
 declare(Method(
     "l1_sparse", "l1-sparse (Jia et al. 2023): fine-tune with a decaying l1 penalty", Joint(), remain=L1Sparse(),
-    defaults={"lr_scale": 3.0, "l1_alpha": 5e-4}, search=LR_SEARCH))
+    defaults={"lr_scale": 3.0, "l1_alpha": 5e-4, **LOSS_RULE}, class_defaults=AUC_RULE, search=LR_SEARCH))
 declare(Method(
     "bad_teacher", "BT: bad teacher (Chundawat et al. 2023)", Joint("union"), forget=BadTeacher(),
     remain=GoodTeacher(), defaults={"lr_scale": 0.3}, class_defaults={"lr_scale": 3.0}, search=LR_SEARCH))

@@ -1,0 +1,49 @@
+"""What the benchmark scripts compare a method with, per scenario and seed: the original, its oracle (retrained
+without the forget set), a second oracle with another seed (the noise floor) and doing nothing, each scored against
+the oracle by `evaluate`; and the closing fraction of a figure between doing nothing and the floor."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from unlearnkit.data import make_split
+from unlearnkit.evaluation.protocol import evaluate
+from unlearnkit.pipeline import train
+
+CLOSED = ("avg_gap", "kl_forget")
+
+
+@dataclass
+class References:
+    split: object
+    original: object  # the original's checkpoint: .load_model() gives a fresh copy to unlearn
+    against: Callable[[object, dict], dict]  # (model, its run record) -> evaluate's figures against the oracle
+    nothing: dict
+    floor: dict
+
+
+def references(scenario, data, spec, recipe, seed: int, runtime) -> References:
+    split = make_split(scenario.forget, data, seed)
+    original = train(data, spec, recipe, seed, runtime=runtime)
+    oracle = train(data, spec, recipe, seed, split, runtime=runtime)
+    second = train(data, spec, recipe, seed + 1000, split, runtime=runtime)
+
+    def against(model, record):
+        return evaluate(model, oracle.load_model(), split, data, runtime, original.load_model(), record,
+                        oracle.record, "mia_entropy", ("mia_entropy",), seed=seed)
+
+    return References(split, original, against, against(original.load_model(), {"wall_time_s": 0, "sample_passes": 0}),
+                      against(second.load_model(), second.record))
+
+
+def closing(refs: References, scored: dict) -> list[float]:
+    """(doing nothing − method) / (doing nothing − floor) per figure; NaN where doing nothing is within the floor."""
+    return [(refs.nothing[k] - scored[k]) / (refs.nothing[k] - refs.floor[k]) if refs.nothing[k] > refs.floor[k]
+            else math.nan for k in CLOSED]
+
+
+def nanmean(values) -> float:
+    """The mean of the values that are not NaN (NaN if none is): a seed with nothing to forget has no fraction."""
+    values = [v for v in values if not math.isnan(v)]
+    return sum(values) / len(values) if values else math.nan
