@@ -116,6 +116,22 @@ def test_no_empty_folder_is_left_in_the_store(tiny_data, runtime, isolated_store
     assert sorted(p.name for p in isolated_store.iterdir()) == ["models"]  # no empty partial/
 
 
+def test_a_state_is_saved_when_a_training_beside_it_removed_the_resume_folder(tmp_path, monkeypatch):
+    from unlearnkit import training
+
+    path, real, removed = tmp_path / "partial" / "key.pt", training.atomic_write_file, []
+
+    def racing(target, write):  # another worker's discard empties and removes the folder after it was made
+        if not removed:
+            removed.append(target.parent)
+            target.parent.rmdir()
+        real(target, write)
+
+    monkeypatch.setattr(training, "atomic_write_file", racing)
+    training.save_state(path, step=3)
+    assert removed and torch.load(path, weights_only=False)["step"] == 3
+
+
 def test_an_unreadable_resume_state_is_discarded_with_a_warning(tiny_data, runtime, isolated_store):
     spec = spec_for("mlp", tiny_data, hidden=(8,))
     clean = train(tiny_data, spec, RECIPE, seed=5, runtime=runtime)

@@ -158,9 +158,19 @@ def restore_state(state: dict, model: nn.Module, optimizer: torch.optim.Optimize
 
 
 def save_state(path: Path, **state) -> None:
-    """A training state (state dicts, RNG states, counters), written atomically with the global RNG's state."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_file(path, lambda tmp: torch.save({**state, "torch_rng": torch.get_rng_state()}, tmp))
+    """A training state (state dicts, RNG states, counters), written atomically with the global RNG's state.
+
+    Trainings running side by side (Ray workers) share the store's resume folder, and one that finishes removes it
+    once it is empty (`pipeline.discard`): if it vanished between making it and writing into it, make it again."""
+    state = {**state, "torch_rng": torch.get_rng_state()}
+    for attempt in range(3):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            atomic_write_file(path, lambda tmp: torch.save(state, tmp))
+            return
+        except (OSError, RuntimeError):  # torch reports a missing folder as a RuntimeError
+            if path.parent.exists() or attempt == 2:
+                raise
 
 
 @torch.no_grad()
