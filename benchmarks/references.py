@@ -7,11 +7,11 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from unlearnkit.data import make_split
+from unlearnkit.bench.runner import original_and_oracle
+from unlearnkit.bench.transfer import FLOOR_OFFSET
+from unlearnkit.bench.verdict import CLOSED, closing_fraction
 from unlearnkit.evaluation.protocol import evaluate
 from unlearnkit.pipeline import train
-
-CLOSED = ("avg_gap", "kl_forget")
 
 
 @dataclass
@@ -24,10 +24,8 @@ class References:
 
 
 def references(scenario, data, spec, recipe, seed: int, runtime) -> References:
-    split = make_split(scenario.forget, data, seed)
-    original = train(data, spec, recipe, seed, runtime=runtime)
-    oracle = train(data, spec, recipe, seed, split, runtime=runtime)
-    second = train(data, spec, recipe, seed + 1000, split, runtime=runtime)
+    split, original, oracle = original_and_oracle(scenario, (data, spec, recipe), seed, runtime, None)
+    second = train(data, spec, recipe, seed + FLOOR_OFFSET, split, runtime=runtime)
 
     def against(model, record):
         return evaluate(model, oracle.load_model(), split, data, runtime, original.load_model(), record,
@@ -39,8 +37,7 @@ def references(scenario, data, spec, recipe, seed: int, runtime) -> References:
 
 def closing(refs: References, scored: dict) -> list[float]:
     """(doing nothing − method) / (doing nothing − floor) per figure; NaN where doing nothing is within the floor."""
-    return [(refs.nothing[k] - scored[k]) / (refs.nothing[k] - refs.floor[k]) if refs.nothing[k] > refs.floor[k]
-            else math.nan for k in CLOSED]
+    return [closing_fraction(refs.nothing[k], refs.floor[k], scored[k]) for k in CLOSED]
 
 
 def nanmean(values) -> float:

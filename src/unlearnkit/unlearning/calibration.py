@@ -237,7 +237,7 @@ class Calibrator:
         check = self._measure(ctx, step)
         self.checks.append(check)
         start, good = self.checks[0], self.good
-        if step > 0 and check.remain_acc < start.remain_acc - self.hp["max_remain_drop"]:
+        if step > 0 and not self._keeps_remain(check):
             damage = (f"remain accuracy fell from {start.remain_acc:.1f}% to {check.remain_acc:.1f}% at step {step}")
             if not last and self._back_off(ctx, damage):
                 return False
@@ -323,39 +323,37 @@ class Calibrator:
                            f"({self.backoffs} of {self.hp['backoffs']})")
         return True
 
-    def _refine_before_overshoot(self, ctx: Context) -> float:
-        """Bisect the straight line from the last good check's weights to the current ones for the point furthest
-        from the good end whose membership AUC has not yet fallen below chance by more than the tolerance (and
-        keeps the remain accuracy): the most forgetting without the overshoot. Returns where it landed (0: the
-        last good check)."""
+    def _keeps_remain(self, check: Check) -> bool:
+        """Whether the remain accuracy is within `max_remain_drop` points of its value at the start."""
+        return check.remain_acc >= self.checks[0].remain_acc - self.hp["max_remain_drop"]
+
+    def _bisect(self, ctx: Context, step: int, beyond) -> tuple[float, float, dict, dict]:
+        """Bisect (`refine` halvings) the straight line from the last good check's weights (0) to the current ones
+        (1) for where `beyond(check)` turns true; returns the bracket (low, high) and the two ends."""
         start, end = self.previous, {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
         low, high = 0.0, 1.0
         for _ in range(self.hp["refine"]):
             middle = (low + high) / 2
             ctx.model.load_state_dict(_between(start, end, middle))
-            check = self._measure(ctx, self.checks[-1].step)
-            safe = check.remain_acc >= self.checks[0].remain_acc - self.hp["max_remain_drop"]
-            low, high = (middle, high) if safe and check.auc >= 0.5 - self.tolerance else (low, middle)
+            low, high = (low, middle) if beyond(self._measure(ctx, step)) else (middle, high)
+        return low, high, start, end
+
+    def _refine_before_overshoot(self, ctx: Context) -> float:
+        """The point furthest from the last good check, on the line to the current weights, whose membership AUC
+        has not yet fallen below chance by more than the tolerance (and keeps the remain accuracy): the most
+        forgetting without the overshoot. Returns where it landed (0: the last good check)."""
+        low, _, start, end = self._bisect(ctx, self.checks[-1].step, lambda check: not (
+            self._keeps_remain(check) and check.auc >= 0.5 - self.tolerance))
         ctx.model.load_state_dict(_between(start, end, low))
         return low
 
     def _refine(self, ctx: Context, reached: Check) -> float:
-        """Bisect the straight line from the last good check's weights to the weights that met the target, for
-        the point closest to the good end that still meets it (and keeps the remain accuracy): the least change
-        that forgets. Returns where on the line it landed (1: the weights that first met the target)."""
+        """The point closest to the last good check, on the line to the weights that met the target, that still
+        meets it (and keeps the remain accuracy): the least change that forgets. Returns where on the line it
+        landed (1: the weights that first met the target)."""
         if self.previous is None or self.hp["refine"] == 0:
             return 1.0
-        start, end = self.previous, {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
-        low, high = 0.0, 1.0
-        for _ in range(self.hp["refine"]):
-            middle = (low + high) / 2
-            ctx.model.load_state_dict(_between(start, end, middle))
-            check = self._measure(ctx, reached.step)
-            safe = check.remain_acc >= self.checks[0].remain_acc - self.hp["max_remain_drop"]
-            if check.met and safe:
-                high = middle
-            else:
-                low = middle
+        _, high, start, end = self._bisect(ctx, reached.step, lambda check: check.met and self._keeps_remain(check))
         ctx.model.load_state_dict(_between(start, end, high))
         return high
 
@@ -372,7 +370,6 @@ class Calibrator:
             return
         if self(ctx, 0):  # nothing to forget: the weights stay as they were
             return
-        start = self.checks[0].remain_acc
 
         def measure(t: float) -> Check:
             ctx.model.load_state_dict(_between(before, after, t))
@@ -383,7 +380,7 @@ class Calibrator:
         low, high, damaged, t, reached = 0.0, None, False, 1.0, None
         while t <= hp["max_strength"]:
             check = measure(t)
-            if check.remain_acc < start - hp["max_remain_drop"]:
+            if not self._keeps_remain(check):
                 high, damaged = t, True
                 break
             if check.met:
@@ -398,7 +395,7 @@ class Calibrator:
         for _ in range(hp["refine"]):
             middle = (low + high) / 2
             check = measure(middle)
-            safe = check.remain_acc >= start - hp["max_remain_drop"]
+            safe = self._keeps_remain(check)
             if damaged:  # the strongest safe multiple
                 low, high = (middle, high) if safe else (low, middle)
             elif check.met and safe:
