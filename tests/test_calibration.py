@@ -169,7 +169,24 @@ def test_a_step_size_that_damages_the_model_is_backed_off():
     result = unlearn(copy.deepcopy(original), split, "ga", data=data, recipe=RECIPE, runtime=_cpu(), lr_scale=200.0,
                      clip=0.0, budget=1.0, checks=20)
     events = result.details["calibration"]["backoffs"]
-    assert events and "halved the step size" in events[0] and "remain accuracy fell" in events[0]
+    assert events and "cut the step size to ×0.5" in events[0] and "remain accuracy fell" in events[0]
+
+
+def test_a_step_size_too_small_to_reach_the_target_grows_until_it_does():
+    """From a step size far too small for a memorised set, the rule doubles it at every check that closes less
+    than its share of the distance left, and forgets; held at it (max_growth 1), the budget runs out first."""
+    data = noise_dataset()
+    split = make_split("random:0.2", data, seed=0)
+    original = trained(data, recipe=RECIPE.with_overrides({"epochs": 120, "lr": 0.1}))
+    runs = {growth: unlearn(copy.deepcopy(original), split, "sfron", data=data, runtime=_cpu(), budget=1.0,
+                            lr_scale=0.03, max_growth=growth) for growth in (1.0, 256.0)}
+    fixed, grown = (runs[g].details["calibration"] for g in (1.0, 256.0))
+    assert fixed["decision"].startswith("budget spent") and not fixed["backoffs"]
+    assert auc_of(runs[1.0].model, data, split) > 0.9  # still recognised
+    assert "×2 of the start" in grown["backoffs"][0] and "×4 of the start" in grown["backoffs"][1]
+    assert not grown["decision"].startswith("budget spent")
+    tolerance = auc_tolerance(len(split.forget), len(data.test_labels))
+    assert abs(auc_of(runs[256.0].model, data, split) - 0.5) <= 3 * tolerance
 
 
 def test_without_calibration_the_whole_budget_runs():
@@ -183,6 +200,8 @@ def test_without_calibration_the_whole_budget_runs():
 @pytest.mark.parametrize("setting, message", [
     ({"criterion": "magic"}, "criterion: Input should be 'auc', 'tail', 'error' or 'loss' (given 'magic')"),
     ({"checks": 0}, "checks: Input should be greater than or equal to 1"),
+    ({"max_growth": 0.5}, "max_growth: Input should be greater than or equal to 1"),
+    ({"guard_z": -1}, "guard_z: Input should be greater than or equal to 0"),
     ({"class_target": 150}, "class_target: Input should be less than or equal to 100"),
     ({"probe_samples": 2}, "probe_samples: Input should be greater than or equal to 8"),
     ({"budget": 0}, "budget: Input should be greater than 0"),

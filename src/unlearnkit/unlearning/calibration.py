@@ -64,6 +64,11 @@ class CalibrationParams(Params):
                                                "before the run stops there")
     refine: int = Field(4, ge=0, description="halvings of the last stretch of weights between the last good check "
                                              "and the one that met the target, to land where it is first met")
+    guard_z: float = Field(1.0, ge=0, description="'loss': the run ends at the most change before the membership "
+                                                 "AUC falls this many standard errors below chance")
+    max_growth: float = Field(1.0, ge=1, description="the step size may double at a check that closed less than its "
+                                                     "share of the distance to the target, up to this multiple of "
+                                                     "the start (1: never grows; off after a back-off)")
 
 
 class StrengthParams(CalibrationParams):
@@ -148,6 +153,8 @@ class Calibrator:
     def __init__(self, ctx: Context, total_steps: int, stepper=None, align: int = 1):
         hp = ctx.hp
         self.stepper, self.backoffs, self.events, self._good = stepper, 0, [], None
+        self.growth = 1.0  # the step size now, as a multiple of the start's
+        self.good_growth, self.too_large = 1.0, None  # the largest multiple that did no damage, the smallest that did
         self.hp, self.total = hp, max(total_steps, 1)
         # Checks land every `every` steps, a multiple of `align` (fast-slow: just before a forget step, when the
         # remain steps have repaired the last one).
@@ -167,6 +174,7 @@ class Calibrator:
         self.tail_tolerance = hp["auc_z"] * tail_se
         # After the start, "within noise of the target" is stop_z standard errors instead of auc_z.
         self.stop_tolerance = auc_tolerance(len(self.forget), len(self.heldout), hp["stop_z"])
+        self.guard_tolerance = auc_tolerance(len(self.forget), len(self.heldout), hp["guard_z"])
         self.stop_tail_tolerance = hp["stop_z"] * tail_se
         self.checks: list[Check] = []
         self.previous: dict | None = None  # the weights at the last good check, to rewind to
@@ -244,11 +252,12 @@ class Calibrator:
             left = "no step left in the budget" if last else "no step size left to try"
             self._rewind(ctx, f"{damage}: rewound to step {good.step}, the last check before the damage, with {left}")
             return True
+        below = 0.5 - (self.guard_tolerance if self.hp["criterion"] == "loss" else self.tolerance)
         overshot = not self.classwise and (
-            self.hp["criterion"] in ("auc", "loss") and check.auc < 0.5 - self.tolerance
+            self.hp["criterion"] in ("auc", "loss") and check.auc < below
             or self.hp["criterion"] == "tail" and check.tail > self.hp["tail"] + self.tail_tolerance)
         past = (f"{check.tail:.1%} of D_f in the held-out tail > {self.hp['tail'] + self.tail_tolerance:.1%}"
-                if self.hp["criterion"] == "tail" else f"membership AUC {check.auc:.3f} < {0.5 - self.tolerance:.3f}")
+                if self.hp["criterion"] == "tail" else f"membership AUC {check.auc:.3f} < {below:.3f}")
         if overshot and step > 0 and self.hp["criterion"] == "loss":
             # The loss rule can push D_f past unseen data before its mean loss reaches theirs (a forget set that
             # looks less like training data than unseen data does is itself a tell): keep the most change before it.
@@ -267,12 +276,45 @@ class Calibrator:
                 self.decision, self.chosen_step = (f"target reached at step {step} ({self._target(check)}); kept "
                                                    f"{where:.3f} of the stretch from step {good.step}"), step
             return True
+        if step > 0:
+            self.good_growth = max(self.good_growth, self.growth)
+            if not last:
+                self._grow(check)
         self.good, self.previous = check, {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
         if step == 0:
             self.initial = self.previous
         if last:
             self._spent(ctx, check)
         return False
+
+    def _distance(self, check: Check) -> float:
+        """How far a check is from the target, in the units of its criterion (0 or less: there)."""
+        if self.classwise:
+            return check.forget_acc - self.hp["class_target"]
+        return {"auc": check.auc - 0.5, "tail": self.hp["tail"] - check.tail,
+                "error": check.forget_acc - check.heldout_acc,
+                "loss": check.heldout_loss - check.forget_loss}[self.hp["criterion"]]
+
+    def _grow(self, check: Check) -> None:
+        """Raise the step size if the stretch since the last good check closed less than its share of the
+        distance left (the distance over the checks left in the budget): the rule starts at a step size safe for
+        the problem and finds one that reaches the target in time, instead of starting at the edge of what the
+        problem can take (a step that wrecks the model wastes the stretch it took). It doubles until a step size
+        damages; from then on it tries the geometric middle of the largest good one and the smallest damaging
+        one (a bisection of the step size), never growing by less than a quarter."""
+        if self.stepper is None:
+            return
+        before, now = self._distance(self.good), self._distance(check)
+        checks_left = max(1.0, (self.total - check.step) / self.every)
+        if before - now >= before / checks_left:
+            return
+        target = 2 * self.growth if self.too_large is None else math.sqrt(self.growth * self.too_large)
+        if target > self.hp["max_growth"] or target < 1.25 * self.growth:
+            return
+        self.stepper.scale_lr(target / self.growth, keep_momentum=True)
+        self.growth = target
+        self.events.append(f"closed {before - now:.3g} of {before:.3g} between steps {self.good.step} and "
+                           f"{check.step} (needed {before / checks_left:.3g}): step size ×{target:.3g} of the start")
 
     def _spent(self, ctx: Context, check: Check) -> None:
         """The budget ran out before the target: keep the weights, unless they show no more than noise of
@@ -318,9 +360,13 @@ class Calibrator:
             return False
         self.backoffs += 1
         ctx.model.load_state_dict(self.previous)
-        self.stepper.scale_lr(0.5)
-        self.events.append(f"{reason}: rewound to step {self.good.step} and halved the step size "
-                           f"({self.backoffs} of {self.hp['backoffs']})")
+        # Halve, or go back to the largest step size that did no damage if that is larger (after a growth).
+        self.too_large = self.growth if self.too_large is None else min(self.too_large, self.growth)
+        smaller = max(self.growth / 2, self.good_growth if self.good_growth < self.growth else 0)
+        self.stepper.scale_lr(smaller / self.growth)
+        self.growth = smaller
+        self.events.append(f"{reason}: rewound to step {self.good.step} and cut the step size to ×{smaller:.3g} of "
+                           f"the start ({self.backoffs} of {self.hp['backoffs']})")
         return True
 
     def _keeps_remain(self, check: Check) -> bool:
@@ -343,7 +389,7 @@ class Calibrator:
         has not yet fallen below chance by more than the tolerance (and keeps the remain accuracy): the most
         forgetting without the overshoot. Returns where it landed (0: the last good check)."""
         low, _, start, end = self._bisect(ctx, self.checks[-1].step, lambda check: not (
-            self._keeps_remain(check) and check.auc >= 0.5 - self.tolerance))
+            self._keeps_remain(check) and check.auc >= 0.5 - self.guard_tolerance))
         ctx.model.load_state_dict(_between(start, end, low))
         return low
 

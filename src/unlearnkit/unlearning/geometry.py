@@ -74,13 +74,14 @@ class Stepper:
                                         settings["momentum"], settings["weight_decay"])
         self.schedule = make_schedule(self.optimizer, ctx.hp["lr_schedule"], schedule_length)
 
-    def scale_lr(self, factor: float) -> None:
-        """Multiply the learning rate from now on (the schedule keeps its shape) and forget the optimiser's
-        momentum, after the calibration rewound the weights."""
+    def scale_lr(self, factor: float, keep_momentum: bool = False) -> None:
+        """Multiply the learning rate from now on (the schedule keeps its shape); unless `keep_momentum`, forget
+        the optimiser's momentum (after the calibration rewound the weights, it points the wrong way)."""
         for group in self.optimizer.param_groups:
             group["lr"] *= factor
         self.schedule.base_lrs = [lr * factor for lr in self.schedule.base_lrs]
-        self.optimizer.state.clear()
+        if not keep_momentum:
+            self.optimizer.state.clear()
 
     def step(self, loss: Tensor, masked: bool, clip: float = 0.0) -> None:
         if not torch.isfinite(loss):
