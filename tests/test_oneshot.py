@@ -210,6 +210,20 @@ def test_fisher_forgetting_silences_forgotten_classes_and_keeps_weights_at_tiny_
     assert torch.allclose(result.model.features[0].weight, original.features[0].weight, atol=1e-3)
 
 
+def test_fisher_forgetting_reads_only_the_share_of_the_remain_set_its_budget_pays_for(trained):
+    """With few epochs a Fisher pass over all of D_r (C backward passes per sample) would cost C / epochs of a
+    retraining: here 10 / 2. It reads a seeded subset instead, as much as `budget` of a retraining pays for."""
+    data, original, split = trained
+    short = TrainRecipe(epochs=2, batch_size=32, lr=0.05, augment=False)
+    result = unlearn(copy.deepcopy(original), split, "fisher", recipe=short, runtime=Runtime.create("cpu", 1),
+                     alpha=1e-12, calibrate=False, budget=0.25)
+    retraining = short.epochs * len(split.remain)
+    assert result.sample_passes <= 0.25 * retraining
+    assert result.sample_passes >= 0.25 * retraining - data.num_classes  # the whole share, to one sample
+    fc = result.model.fc
+    assert fc.weight[FORGET].abs().max() < 0.2  # and it still silences the forgotten class
+
+
 # --- every one-shot method forgets ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method, hyperparameters", [
