@@ -135,7 +135,7 @@ def _outputs(n: int, confident: bool, seed: int, classes: int = 5) -> Outputs:
     return Outputs(logits, labels)
 
 
-@pytest.mark.parametrize("name", ["mia_entropy", "mia_svc", "mia_loss"])
+@pytest.mark.parametrize("name", ["mia_entropy", "mia_entropy_scaled", "mia_svc", "mia_loss"])
 def test_named_attacks_are_at_chance_when_outputs_do_not_depend_on_membership(name):
     attack = ATTACKS.get(name)
 
@@ -149,7 +149,7 @@ def test_named_attacks_are_at_chance_when_outputs_do_not_depend_on_membership(na
     assert balanced_accuracy == pytest.approx(50.0, abs=4.0)
 
 
-@pytest.mark.parametrize("name", ["mia_entropy", "mia_svc", "mia_loss"])
+@pytest.mark.parametrize("name", ["mia_entropy", "mia_entropy_scaled", "mia_svc", "mia_loss"])
 def test_named_attacks_read_as_share_of_forget_set_called_member(name):
     attack = ATTACKS.get(name)
     remain, test = _outputs(400, True, 0), _outputs(200, False, 1)
@@ -168,6 +168,24 @@ def test_svc_attack_is_seeded_and_its_shadow_picks():
         mia_svc(remain, test, forget, shadow="last")
 
 
+def test_the_scaled_entropy_attack_reads_tiny_entropies_that_the_official_one_cannot():
+    """Entropies of a model confident on everything (all below 2e-5): members lower than non-members. The official
+    fit on raw entropies is its intercept alone and calls member-like D_f non-member; standardised, it is the same
+    threshold rule as at any scale."""
+    from unlearnkit.evaluation.membership import mia_entropy_scaled
+
+    def sharp(n, margin_low, margin_high, seed):  # two classes, margin m: entropy about m·e^-m, tiny for m >= 12
+        g = torch.Generator().manual_seed(seed)
+        m = margin_low + (margin_high - margin_low) * torch.rand(n, generator=g, dtype=torch.float64)
+        return Outputs(torch.stack([m, torch.zeros_like(m)], 1), torch.zeros(n, dtype=torch.long))
+
+    remain, test = sharp(2000, 15.0, 16.0, 0), sharp(1000, 13.0, 14.0, 1)
+    forget = sharp(300, 15.0, 16.0, 2)  # trained on, like D_r
+    assert mia_entropy(remain, test, forget) == 0.0
+    assert mia_entropy_scaled(remain, test, forget) == 100.0
+    assert mia_entropy_scaled(remain, test, sharp(300, 13.0, 14.0, 3)) == 0.0
+
+
 def test_loss_attack_threshold_is_youdens_j_on_known_losses():
     from unlearnkit.evaluation.membership import mia_loss
 
@@ -182,7 +200,7 @@ def test_loss_attack_threshold_is_youdens_j_on_known_losses():
 
 
 def test_attack_registry_and_gap_metrics():
-    assert set(ATTACKS.names()) == {"mia_entropy", "mia_svc", "mia_loss"}
+    assert set(ATTACKS.names()) == {"mia_entropy", "mia_entropy_scaled", "mia_svc", "mia_loss"}
     assert ATTACKS.get("mia_entropy") is mia_entropy
     assert GAP_METRICS == ("forget_acc", "remain_acc", "test_acc", "mia_entropy")
     assert gap_metrics("mia_svc")[-1] == "mia_svc"
