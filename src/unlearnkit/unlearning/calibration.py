@@ -362,7 +362,7 @@ class Calibrator:
         ctx.model.load_state_dict(self.previous)
         # Halve, or go back to the largest step size that did no damage if that is larger (after a growth).
         self.too_large = self.growth if self.too_large is None else min(self.too_large, self.growth)
-        smaller = max(self.growth / 2, self.good_growth if self.good_growth < self.growth else 0)
+        smaller = max(self.growth / 2, self.good_growth) if self.good_growth < self.growth else self.growth / 2
         self.stepper.scale_lr(smaller / self.growth)
         self.growth = smaller
         self.events.append(f"{reason}: rewound to step {self.good.step} and cut the step size to ×{smaller:.3g} of "
