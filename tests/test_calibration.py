@@ -137,6 +137,22 @@ def test_the_loss_rule_forgets_a_memorised_set_and_stops_before_it_overshoots_un
     assert after > 100 * forget and abs(auc_of(result.model, data, split) - 0.5) <= 2 * tolerance
 
 
+def test_the_loss_rules_overshoot_guard_is_as_wide_as_guard_z():
+    """A narrow guard keeps the forget set near chance; a wide one lets the loss rule push it further below before
+    it ends the run: each decision names its own band, and the kept model's AUC follows it."""
+    data = noise_dataset()
+    split = make_split("random:0.2", data, seed=0)
+    original = trained(data, recipe=RECIPE.with_overrides({"epochs": 120, "lr": 0.1}))
+    runs = {z: unlearn(copy.deepcopy(original), split, "sfron", data=data, runtime=_cpu(), budget=1.0,
+                       max_remain_drop=50.0, guard_z=z) for z in (0.5, 2.0)}
+    for z, run in runs.items():
+        sizes = run.details["calibration"]["probe_sizes"]
+        below = 0.5 - auc_tolerance(sizes["forget"], sizes["heldout"], z)
+        assert f"< {below:.3f})" in run.details["calibration"]["decision"], run.details["calibration"]["decision"]
+    after = {z: auc_of(run.model, data, split) for z, run in runs.items()}
+    assert after[2.0] < after[0.5]
+
+
 def test_a_run_that_cannot_make_progress_leaves_the_model_unchanged():
     data = noise_dataset()
     split = make_split("random:0.2", data, seed=0)

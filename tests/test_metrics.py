@@ -27,6 +27,7 @@ from unlearnkit.evaluation import (
     gap_metrics,
     js_divergence,
     kl_divergence,
+    kl_per_sample,
     membership_rate_lr,
     membership_rate_svc,
     mia_entropy,
@@ -56,6 +57,7 @@ def test_kl_matches_a_hand_computed_value():
     # Row 1: 0.5 ln(0.5/0.9) + 0.5 ln(0.5/0.1) = 0.5 ln(25/9); row 2: 0. Mean over the rows.
     assert kl_divergence(p, q) == pytest.approx(0.25 * math.log(25 / 9), rel=1e-9)
     assert kl_divergence(q, p) != pytest.approx(kl_divergence(p, q))  # KL is directed
+    assert kl_per_sample(p, q).tolist() == pytest.approx([0.5 * math.log(25 / 9), 0.0], abs=1e-12)
 
 
 def test_kl_guards_zero_probabilities_with_the_official_epsilon():

@@ -17,7 +17,7 @@ One module per kind of metric, each metric one function whose docstring holds it
 from .accuracy import accuracy, per_class_accuracy
 from .catalogue import GAP_METRICS, METRICS, Metric, avg_gap, gap_metrics
 from .cost import runtime_efficiency
-from .divergence import js_divergence, kl_divergence
+from .divergence import js_divergence, kl_divergence, kl_per_sample
 from .membership import (
                          ATTACKS,
                          membership_rate_lr,
@@ -33,7 +33,7 @@ from .report import format_report
 from .weights import parameter_distance, verification_error
 
 __all__ = ["ATTACKS", "GAP_METRICS", "METRICS", "Metric", "Outputs", "accuracy", "avg_gap", "evaluate",
-           "format_report", "gap_metrics", "js_divergence", "kl_divergence",
+           "format_report", "gap_metrics", "js_divergence", "kl_divergence", "kl_per_sample",
            "membership_rate_lr", "membership_rate_svc", "mia_entropy", "mia_svc", "parameter_distance",
            "per_class_accuracy", "runtime_efficiency", "shannon_entropy", "true_class_confidence",
            "verification_error"]

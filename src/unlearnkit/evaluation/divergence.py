@@ -25,6 +25,11 @@ def _kl_rows(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return (p * (torch.log(p + EPS) - torch.log(q + EPS))).sum(dim=1)
 
 
+def kl_per_sample(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """KL(p_i || q_i) of every row, in nats: `kl_divergence` is its mean (where on D_f the KL lives)."""
+    return _kl_rows(*_check(p, q))
+
+
 def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> float:
     """Mean KL divergence in nats, lower is better (0 = the same outputs as the oracle):
 
