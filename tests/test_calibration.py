@@ -1,7 +1,9 @@
 """The engine's oracle-free calibration: it stops at once where there is nothing to forget, forgets what was
 memorised, backs off when a step size damages the model, and rejects bad settings in one line."""
 import copy
+import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import synthetic_dataset
@@ -9,6 +11,7 @@ from conftest import synthetic_dataset
 from unlearnkit.config import TrainRecipe
 from unlearnkit.data import make_split
 from unlearnkit.data.images import ImageDataset
+from unlearnkit.data.splits import ForgetSplit
 from unlearnkit.errors import ConfigError
 from unlearnkit.evaluation.oracle_free import (
     auc_tolerance,
@@ -16,6 +19,7 @@ from unlearnkit.evaluation.oracle_free import (
     loss_tolerance,
     membership_auc,
     tail_share,
+    verdict,
 )
 from unlearnkit.models import spec_for
 from unlearnkit.runtime import seed_everything
@@ -244,3 +248,44 @@ def test_the_membership_statistics_match_closed_forms():
     assert tail_share(torch.arange(10.0), torch.arange(10.0), 0.25) == pytest.approx(0.3)  # 0, 1, 2 below 2.25
     logits, labels = torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([0])
     assert logit_confidence(logits, labels).item() == pytest.approx(2.0 - torch.logsumexp(torch.zeros(2), 0).item())
+
+
+class LookupModel(torch.nn.Module):
+    """Logits read from a table by the sample's id, which its one pixel holds: outputs fixed by hand."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.register_buffer("table", logits)
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # predict() moves a model by its parameters
+
+    def forward(self, x):
+        return self.table[x.reshape(len(x), -1)[:, 0].round().long()] + 0 * self.anchor
+
+
+def lookup_case(forget_errors: int):
+    """200 training samples (the first 100 the forget set), 200 held-out ones; every sample confident, φ = ±5 for
+    two classes; 8 held-out samples and `forget_errors` forget samples confidently wrong."""
+    n = 200
+    train_x, test_x = torch.arange(n).float().view(n, 1, 1, 1), torch.arange(n, 2 * n).float().view(n, 1, 1, 1)
+    labels = torch.zeros(n, dtype=torch.long)
+    data = ImageDataset("lookup", train_x, labels, test_x, labels.clone(), ["a", "b"], (0.0,), (1.0,),
+                        source={"name": "lookup", "root": None, "options": {}})
+    logits = torch.tensor([[5.0, 0.0]]).repeat(2 * n, 1)
+    logits[:forget_errors] = torch.tensor([0.0, 5.0])
+    logits[n:n + 8] = torch.tensor([0.0, 5.0])
+    return LookupModel(logits), ForgetSplit("indices", 0, np.arange(100), np.arange(100, n), dataset=data), data
+
+
+def test_the_verdict_needs_both_signals_to_call_a_random_forget_set_forgotten():
+    """A model confident on nearly everything ranks D_f and held-out data alike (AUC within noise of 0.5) while
+    D_f's mean loss is far below the held-out mean (its 4% of errors): not yet. With as many errors on D_f as on
+    held-out data, both signals say unseen: forgotten."""
+    model, split, data = lookup_case(forget_errors=0)
+    said = verdict(model, model, split, data, _cpu())
+    after = said["after"]
+    assert after["membership_auc"] == pytest.approx(0.52) and after["membership_auc"] <= 0.5 + said["auc_tolerance"]
+    assert after["forget_loss"] == pytest.approx(math.log1p(math.exp(-5)))
+    assert said["verdict"] == "not yet" and "below it by more than" in said["reason"]
+    model, split, data = lookup_case(forget_errors=4)
+    said = verdict(model, model, split, data, _cpu())
+    assert said["verdict"] == "forgotten" and said["after"]["membership_auc"] == pytest.approx(0.5)
