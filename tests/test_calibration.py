@@ -209,6 +209,50 @@ def test_a_step_size_too_small_to_reach_the_target_grows_until_it_does():
     assert abs(auc_of(runs[256.0].model, data, split) - 0.5) <= 3 * tolerance
 
 
+class TiedTable(torch.nn.Module):
+    """Logits from a trainable table row picked by the sample's id (its one pixel). The first 100 held-out samples
+    share the forget samples' rows and D_r has rows of its own: forgetting D_f costs those held-out samples and
+    leaves the remain accuracy where it was, a model that keeps fitting D_r while it stops generalising."""
+
+    def __init__(self, rows: torch.Tensor, n_train: int):
+        super().__init__()
+        self.table = torch.nn.Parameter(rows.clone())
+        row = torch.arange(n_train + 200)
+        row[n_train:n_train + 100] = torch.arange(100)
+        row[n_train + 100:] = torch.arange(n_train, n_train + 100)
+        self.register_buffer("row", row)
+
+    def forward(self, x):
+        return self.table[self.row[x.reshape(len(x), -1)[:, 0].round().long()]]
+
+
+def test_a_step_that_keeps_the_remain_accuracy_but_costs_the_held_out_accuracy_is_rewound():
+    n_train = 200  # the first 100 are D_f
+    recipe = TrainRecipe(epochs=10, batch_size=20, lr=100.0, momentum=0.0, weight_decay=0.0, augment=False)
+    ids = torch.arange(n_train + 200).float().view(-1, 1, 1, 1)
+    data = ImageDataset("tied", ids[:n_train], torch.zeros(n_train, dtype=torch.long), ids[n_train:],
+                        torch.zeros(200, dtype=torch.long), ["a", "b"], (0.0,), (1.0,),
+                        source={"name": "tied", "root": None, "options": {}}, recipe=recipe)
+    rows = torch.tensor([[3.0, 0.0]]).repeat(n_train + 100, 1)
+    jitter = torch.linspace(0, 1, n_train + 100)  # distinct confidences, so that the AUC has no ties
+    rows[:, 0] += jitter[torch.randperm(n_train + 100, generator=torch.Generator().manual_seed(0))]
+    rows[n_train + 80:] = torch.tensor([0.0, 3.0])  # 20 held-out samples of their own are wrong: 90% held-out accuracy
+    split = ForgetSplit("indices", 0, np.arange(100), np.arange(100, n_train), dataset=data)
+
+    def run(drop: float):
+        result = unlearn(TiedTable(rows, n_train), split, "ga", data=data, recipe=recipe, runtime=_cpu(), budget=10.0,
+                         lr_scale=1.0, clip=0.0, criterion="error", max_heldout_drop=drop)
+        with torch.no_grad():
+            heldout = (result.model(data.test_images).argmax(1) == 0).double().mean().item()
+        return result.details["calibration"], heldout
+
+    unguarded, heldout = run(100.0)  # the guard off: the forget error reaches the held-out error by wrecking both
+    assert unguarded["decision"].startswith("target reached") and heldout < 0.6
+    guarded, heldout = run(5.0)
+    assert "held-out accuracy fell from" in guarded["backoffs"][0] and "held-out accuracy fell" in guarded["decision"]
+    assert heldout >= 0.85 and all(c["remain_acc"] == 100.0 for c in guarded["checks"])
+
+
 def test_without_calibration_the_whole_budget_runs():
     data = synthetic_dataset(n_train=300, n_test=150)
     split = make_split("class:1", data)
@@ -222,6 +266,7 @@ def test_without_calibration_the_whole_budget_runs():
     ({"checks": 0}, "checks: Input should be greater than or equal to 1"),
     ({"max_growth": 0.5}, "max_growth: Input should be greater than or equal to 1"),
     ({"guard_z": -1}, "guard_z: Input should be greater than or equal to 0"),
+    ({"max_heldout_drop": -1}, "max_heldout_drop: Input should be greater than or equal to 0"),
     ({"class_target": 150}, "class_target: Input should be less than or equal to 100"),
     ({"probe_samples": 2}, "probe_samples: Input should be greater than or equal to 8"),
     ({"budget": 0}, "budget: Input should be greater than 0"),

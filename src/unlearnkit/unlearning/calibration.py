@@ -15,7 +15,8 @@ gradient method forgets, from signals a user has without retraining.
   bisected (`refine` halvings) for the point nearest the good end that still meets it: the least change that
   forgets, rather than wherever the check grid happened to land.
 - Safety: if the remain accuracy (on a fixed sample of D_r) falls more than `max_remain_drop` points below its
-  value at the start, the step size is too large for this problem: the rule rewinds to the last good check,
+  value at the start, or the held-out accuracy more than `max_heldout_drop` (the verdict's "model damaged"), the
+  step size is too large for this problem: the rule rewinds to the last good check,
   clears the optimiser's momentum, halves the learning rate and goes on (at most `backoffs` times; then it stops
   at the last good check). An overshoot of the "auc" target (AUC below 0.5 by more than `auc_z` standard errors:
   the forget set now looks *less* like training data than unseen data does, itself a tell) backs off the same
@@ -59,6 +60,8 @@ class CalibrationParams(Params):
                                                       "sample pass each; reserved from the budget)")
     max_remain_drop: float = Field(3.0, ge=0, description="the remain accuracy may fall this many points; beyond, "
                                                           "the run rewinds and backs off")
+    max_heldout_drop: float = Field(5.0, ge=0, description="the held-out accuracy (of the retained classes, "
+                                                           "class-wise) may fall this many points; beyond, the same")
     backoffs: int = Field(3, ge=0, description="times a check that finds damage (or, 'auc', an overshoot below "
                                                "0.5) rewinds to the last good check and halves the step size "
                                                "before the run stops there")
@@ -245,8 +248,10 @@ class Calibrator:
         check = self._measure(ctx, step)
         self.checks.append(check)
         start, good = self.checks[0], self.good
-        if step > 0 and not self._keeps_remain(check):
-            damage = (f"remain accuracy fell from {start.remain_acc:.1f}% to {check.remain_acc:.1f}% at step {step}")
+        if step > 0 and not self._keeps_accuracy(check):
+            which, before, after = (("remain", start.remain_acc, check.remain_acc) if not self._keeps_remain(check)
+                                    else ("held-out", start.heldout_acc, check.heldout_acc))
+            damage = f"{which} accuracy fell from {before:.1f}% to {after:.1f}% at step {step}"
             if not last and self._back_off(ctx, damage):
                 return False
             left = "no step left in the budget" if last else "no step size left to try"
@@ -373,6 +378,12 @@ class Calibrator:
         """Whether the remain accuracy is within `max_remain_drop` points of its value at the start."""
         return check.remain_acc >= self.checks[0].remain_acc - self.hp["max_remain_drop"]
 
+    def _keeps_accuracy(self, check: Check) -> bool:
+        """Whether the model is undamaged: the remain accuracy within `max_remain_drop` points of its start and the
+        held-out accuracy within `max_heldout_drop` (a model can keep fitting D_r while it stops generalising)."""
+        floor = self.checks[0].heldout_acc - self.hp["max_heldout_drop"]
+        return self._keeps_remain(check) and check.heldout_acc >= floor
+
     def _bisect(self, ctx: Context, step: int, beyond) -> tuple[float, float, dict, dict]:
         """Bisect (`refine` halvings) the straight line from the last good check's weights (0) to the current ones
         (1) for where `beyond(check)` turns true; returns the bracket (low, high) and the two ends."""
@@ -389,7 +400,7 @@ class Calibrator:
         has not yet fallen below chance by more than the tolerance (and keeps the remain accuracy): the most
         forgetting without the overshoot. Returns where it landed (0: the last good check)."""
         low, _, start, end = self._bisect(ctx, self.checks[-1].step, lambda check: not (
-            self._keeps_remain(check) and check.auc >= 0.5 - self.guard_tolerance))
+            self._keeps_accuracy(check) and check.auc >= 0.5 - self.guard_tolerance))
         ctx.model.load_state_dict(_between(start, end, low))
         return low
 
@@ -399,7 +410,7 @@ class Calibrator:
         landed (1: the weights that first met the target)."""
         if self.previous is None or self.hp["refine"] == 0:
             return 1.0
-        _, high, start, end = self._bisect(ctx, reached.step, lambda check: check.met and self._keeps_remain(check))
+        _, high, start, end = self._bisect(ctx, reached.step, lambda check: check.met and self._keeps_accuracy(check))
         ctx.model.load_state_dict(_between(start, end, high))
         return high
 
@@ -426,7 +437,7 @@ class Calibrator:
         low, high, damaged, t, reached = 0.0, None, False, 1.0, None
         while t <= hp["max_strength"]:
             check = measure(t)
-            if not self._keeps_remain(check):
+            if not self._keeps_accuracy(check):
                 high, damaged = t, True
                 break
             if check.met:
@@ -441,7 +452,7 @@ class Calibrator:
         for _ in range(hp["refine"]):
             middle = (low + high) / 2
             check = measure(middle)
-            safe = self._keeps_remain(check)
+            safe = self._keeps_accuracy(check)
             if damaged:  # the strongest safe multiple
                 low, high = (middle, high) if safe else (low, middle)
             elif check.met and safe:
