@@ -50,7 +50,7 @@ SFRON = {"lr_scale": 1.0, "forget_freq": 5, "forget_clip": 7.0, "alpha": 25.0, "
 # is in expectation), from the recipe's step size, which the calibration doubles while a check closes too little
 # of the distance (max_growth 32), with the overshoot guard at 2 standard errors: the ascent is stable up to a step
 # size that differs from seed to seed and then wrecks the model within one stretch, so a fixed large step size
-# wastes the budget on rewinds. Picked overall and by four of the five folds of the leave-one-dataset-out
+# wastes the budget on rewinds. Picked overall and by three of the five folds of the leave-one-dataset-out
 # (benchmarks/random_defaults.py, docs/defaults.md).
 # Random forgetting by lowering confidence (SFR-on, and FT, GA, NegGrad+, l1-sparse below) stops by the loss rule;
 # the methods that relabel D_f (RL, SalUn, bad teacher, boundary) or edit in one shot keep the membership-AUC rule:
