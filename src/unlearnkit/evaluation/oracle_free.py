@@ -67,7 +67,8 @@ CLASS_TARGET = 1.0   # % forget accuracy at which a forgotten class counts as go
 REMAIN_SAMPLE = 5000
 
 
-def _sample(view, cap: int, seed: int):
+def fixed_sample(view, cap: int, seed: int):
+    """At most `cap` samples of `view`, seeded so that every call picks the same ones (test-time transforms)."""
     view = view.eval()
     if len(view) <= cap:
         return view
@@ -95,7 +96,7 @@ def signals(model, split, dataset, runtime, seed: int = 0) -> dict:
         keep = ~torch.isin(heldout.labels.cpu(), torch.as_tensor(list(split.forgotten_classes)))
         heldout = heldout.__class__(heldout.dataset, heldout.part, heldout.indices[keep], False)
     f, h = _outputs(model, forget, runtime), _outputs(model, heldout, runtime)
-    r = _outputs(model, _sample(dataset.train(split.remain), REMAIN_SAMPLE, seed), runtime)
+    r = _outputs(model, fixed_sample(dataset.train(split.remain), REMAIN_SAMPLE, seed), runtime)
     mean = {name: {k: v.double().mean().item() for k, v in o.items()} for name, o in (("f", f), ("h", h), ("r", r))}
     return {"forget_loss": mean["f"]["loss"], "heldout_loss": mean["h"]["loss"],
             "loss_gap": mean["h"]["loss"] - mean["f"]["loss"], "loss_band": loss_tolerance(f["loss"], h["loss"]),

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 import torch.nn.functional as F
 
-from ..evaluation.oracle_free import auc_tolerance, loss_tolerance, membership_auc, tail_share
+from ..evaluation.oracle_free import auc_tolerance, fixed_sample, loss_tolerance, membership_auc, tail_share
 from .params import Field, Params
 
 if TYPE_CHECKING:  # only for annotations: the context imports this module
@@ -98,15 +98,6 @@ class Check:
     met: bool
 
 
-def _fixed_sample(view, cap: int, seed: int):
-    """At most `cap` samples of `view`, the same at every check (test-time transforms)."""
-    view = view.eval()
-    if len(view) <= cap:
-        return view
-    chosen = torch.randperm(len(view), generator=torch.Generator().manual_seed(seed))[:cap].sort().values
-    return view.__class__(view.dataset, view.part, view.indices[chosen], False)
-
-
 PROBE_SHARE = 0.3  # the checks may take at most this share of the budget
 MIN_PROBE = 16
 
@@ -164,14 +155,14 @@ class Calibrator:
         self.every = align * max(1, math.ceil(self.total / hp["checks"] / align))
         self.classwise = ctx.split_kind == "class"
         cap = probe_size(ctx)
-        self.forget = _fixed_sample(ctx.forget, forget_probe_size(ctx), ctx.seed)
-        self.remain = _fixed_sample(ctx.remain, max(MIN_PROBE, cap // 2), ctx.seed + 1)
+        self.forget = fixed_sample(ctx.forget, forget_probe_size(ctx), ctx.seed)
+        self.remain = fixed_sample(ctx.remain, max(MIN_PROBE, cap // 2), ctx.seed + 1)
         heldout = ctx.heldout
         if self.classwise:  # held-out samples of the classes that stay
             forgotten = torch.as_tensor(sorted(set(ctx.forget.labels.tolist())))
             keep = ~torch.isin(heldout.labels.cpu(), forgotten)
             heldout = heldout.__class__(heldout.dataset, heldout.part, heldout.indices[keep], False)
-        self.heldout = _fixed_sample(heldout, cap, ctx.seed + 2)
+        self.heldout = fixed_sample(heldout, cap, ctx.seed + 2)
         self.tolerance = auc_tolerance(len(self.forget), len(self.heldout), hp["auc_z"])
         tail_se = math.sqrt(hp["tail"] * (1 - hp["tail"]) / len(self.forget))
         self.tail_tolerance = hp["auc_z"] * tail_se
