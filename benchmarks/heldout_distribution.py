@@ -9,20 +9,15 @@ closing fractions to the noise floor. Needs MNIST at ../shared/data/mnist (scena
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
 from references import closing as closing_fractions
-from references import nanmean, references
+from references import nanmean, references, transfer_scenario
 
-from unlearnkit.bench.runner import load_scenario
-from unlearnkit.bench.scenarios import load_bench_config, select_scenarios
 from unlearnkit.data.images import ImageDataset
 from unlearnkit.data.readers import read_idx_folder
 from unlearnkit.runtime import Runtime
 from unlearnkit.unlearning.engine import unlearn
-
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "transfer.yaml"
 
 
 def training_distribution(scenario, data: ImageDataset, size: int = 2000) -> ImageDataset:
@@ -40,8 +35,7 @@ def training_distribution(scenario, data: ImageDataset, size: int = 2000) -> Ima
 
 def main(name: str, method: str) -> None:
     runtime = Runtime.create("cpu", 1)
-    scenario = select_scenarios(load_bench_config(SCENARIOS), name).scenarios[0]
-    data, spec, recipe = load_scenario(scenario)
+    scenario, data, spec, recipe = transfer_scenario(name)
     outside = training_distribution(scenario, data)
     closing: dict[str, list] = {"test split": [], "training distribution": []}
     for seed in (0, 1, 2):

@@ -19,18 +19,13 @@ import math
 import sys
 from pathlib import Path
 
-from references import closing, nanmean, references
+from references import RANDOM, closing, nanmean, references, transfer_scenario
 
 from unlearnkit.artifacts import atomic_write_text
-from unlearnkit.bench.runner import load_scenario
-from unlearnkit.bench.scenarios import load_bench_config, select_scenarios
 from unlearnkit.bench.transfer import CAP
 from unlearnkit.runtime import Runtime
 from unlearnkit.unlearning.engine import unlearn
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "transfer.yaml"
-RANDOM = ("digits-random10", "digits-random50", "mnist-random10", "mnist8k-random10", "mnist2k-random10",
-          "breast_cancer-random10")
 # The loss rule pushed to the target itself (stop_z 0: within a standard error of it, a check can land in the
 # transient a forget step leaves before the remain steps repair it; measured: MNIST 8k seed 0 stopped at step 20 and
 # closed -0.51 / -1.65, against 0.61 / 0.71 at the target), with its overshoot guard at 2 standard errors; the AUC
@@ -48,8 +43,7 @@ def key(candidate: dict) -> str:
 
 def run(out: Path, name: str) -> None:
     runtime = Runtime.create("cpu", 1)
-    scenario = select_scenarios(load_bench_config(SCENARIOS), name).scenarios[0]
-    data, spec, recipe = load_scenario(scenario)
+    scenario, data, spec, recipe = transfer_scenario(name)
     path = out / f"{name}.json"
     done = json.loads(path.read_text()) if path.exists() else {}
     for seed in (0, 1, 2):

@@ -1,17 +1,30 @@
 """What the benchmark scripts compare a method with, per scenario and seed: the original, its oracle (retrained
 without the forget set), a second oracle with another seed (the noise floor) and doing nothing, each scored against
-the oracle by `evaluate`; and the closing fraction of a figure between doing nothing and the floor."""
+the oracle by `evaluate`; the closing fraction of a figure between doing nothing and the floor; and the transfer
+scenarios the scripts run on."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
-from unlearnkit.bench.runner import original_and_oracle
+from unlearnkit.bench.runner import load_scenario, original_and_oracle
+from unlearnkit.bench.scenarios import load_bench_config, select_scenarios
 from unlearnkit.bench.transfer import FLOOR_OFFSET
 from unlearnkit.bench.verdict import CLOSED, closing_fraction
 from unlearnkit.evaluation.protocol import evaluate
 from unlearnkit.pipeline import train
+
+TRANSFER = Path(__file__).resolve().parents[1] / "scenarios" / "transfer.yaml"
+RANDOM = ("digits-random10", "digits-random50", "mnist-random10", "mnist8k-random10", "mnist2k-random10",
+          "breast_cancer-random10")  # its random-forgetting scenarios
+
+
+def transfer_scenario(name: str):
+    """A scenario of scenarios/transfer.yaml by name: (scenario, dataset, model spec, training recipe)."""
+    scenario = select_scenarios(load_bench_config(TRANSFER), name).scenarios[0]
+    return (scenario, *load_scenario(scenario))
 
 
 @dataclass

@@ -9,15 +9,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from references import RANDOM, transfer_scenario
+
 from unlearnkit.artifacts import atomic_write_text
-from unlearnkit.bench.runner import load_scenario, original_and_oracle
-from unlearnkit.bench.scenarios import load_bench_config, select_scenarios
+from unlearnkit.bench.runner import original_and_oracle
 from unlearnkit.evaluation.oracle_free import verdict
 from unlearnkit.runtime import Runtime
-
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "transfer.yaml"
-RANDOM = ("digits-random10", "digits-random50", "mnist-random10", "mnist8k-random10", "mnist2k-random10",
-          "breast_cancer-random10")
 
 
 def cells(said: dict) -> str:
@@ -31,8 +28,7 @@ def main(out: Path, names) -> None:
     lines = ["| scenario | seed | doing nothing | AUC | mean loss, forget / held-out | the oracle | AUC | "
              "mean loss, forget / held-out |", "|---|---|---|---|---|---|---|---|"]
     for name in names:
-        scenario = select_scenarios(load_bench_config(SCENARIOS), name).scenarios[0]
-        data, spec, recipe = load_scenario(scenario)
+        scenario, data, spec, recipe = transfer_scenario(name)
         for seed in (0, 1, 2):
             split, original, oracle = original_and_oracle(scenario, (data, spec, recipe), seed, runtime, None)
             nothing = verdict(original.load_model(), original.load_model(), split, data, runtime)
