@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 from conftest import synthetic_dataset
@@ -210,3 +211,16 @@ def test_an_executor_with_other_threads_than_the_runtime_is_refused(tmp_path, ru
     with pytest.raises(ConfigError, match="runs jobs with 2 torch thread"):
         bench(BenchConfig(**PAIR), runtime, tmp_path / "out", provided=users_own(), executor=InProcess(threads=2))
     assert not (tmp_path / "out" / "cells").exists()
+
+
+def test_closing_fraction_is_the_share_of_the_distance_and_nan_at_a_tie_with_the_floor():
+    from unlearnkit.bench.verdict import closing_fraction
+
+    assert closing_fraction(4.0, 1.0, 2.5) == pytest.approx(0.5)
+    assert closing_fraction(4.0, 1.0, 5.5) == pytest.approx(-0.5)
+    assert math.isnan(closing_fraction(1.0, 2.0, 0.5))  # doing nothing already beats the floor
+    # Avg.Gap of doing nothing and of the floor equal but for summation order (as on breast cancer, seed 3): a
+    # tie, not a denominator of 3e-17
+    nothing, floor = sum([0.1, 0.2, 0.3]) / 4, sum([0.3, 0.2, 0.1]) / 4
+    assert nothing != floor
+    assert math.isnan(closing_fraction(nothing, floor, 0.3))

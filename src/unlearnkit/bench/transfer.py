@@ -28,7 +28,7 @@ from ..unlearning.engine import unlearn
 from ..unlearning.methods import METHODS
 from .runner import load_scenario, original_and_oracle
 from .scenarios import Scenario, load_bench_config
-from .verdict import closing_fraction
+from .verdict import closing_fraction, within_floor
 
 COLLAPSE_POINTS = 5.0  # test accuracy this far under the oracle's is a collapsed model
 CAP = 1.2
@@ -109,7 +109,7 @@ def closings(runs: list[dict], reference: list[dict]) -> dict:
                                                                "oracle_test_acc")}
     nothing = {k: statistics.fmean(r["original"][k] for r in reference) for k in ("avg_gap", "kl_forget")}
     floor = {k: statistics.fmean(r["floor"][k] for r in reference) for k in ("avg_gap", "kl_forget")}
-    empty = all(nothing[k] <= floor[k] for k in nothing)
+    empty = all(within_floor(nothing[k], floor[k]) for k in nothing)
     return {**mean, "nothing_to_forget": empty,
             "closing_avg_gap": math.nan if empty else closing_fraction(nothing["avg_gap"], floor["avg_gap"],
                                                                         mean["avg_gap"]),
