@@ -137,8 +137,10 @@ def test_the_loss_rule_forgets_a_memorised_set_and_stops_before_it_overshoots_un
     # so the rule keeps the most change before that overshoot.
     assert "the most change before it" in calibration["decision"], calibration["decision"]
     after, _ = mean_losses(result.model, data, split)
-    tolerance = auc_tolerance(len(split.forget), len(data.test_labels))
-    assert after > 100 * forget and abs(auc_of(result.model, data, split) - 0.5) <= 2 * tolerance
+    # The guard (guard_z 2, SFR-on's random default) holds the AUC within 2 standard errors of chance as the
+    # probes measure it (80 held-out samples here, not the test split's 400): its tolerance is the probes'.
+    # Without the guard the run would end at the overshoot, AUC 0.20.
+    assert after > 100 * forget and abs(auc_of(result.model, data, split) - 0.5) <= 2 * calibration["auc_tolerance"]
 
 
 def test_the_loss_rules_overshoot_guard_is_as_wide_as_guard_z():
