@@ -8,23 +8,23 @@ to forget. For each dataset left out, the candidate with the best score on the *
 scored on the left-out one. Runs are cached per (scenario, seed, candidate) in <out>/<scenario>.json, so two
 processes can take different scenarios and a later call only prints (MNIST needs ../shared/data/mnist).
 
-    UNLEARNKIT_STORE=<store> python benchmarks/random_defaults.py <out> [scenario ...]   # run (all if none given)
-    python benchmarks/random_defaults.py <out> --summarise                               # the table and the picks
+    UNLEARNKIT_STORE=<store> python benchmarks/random_defaults.py <out> [scenario ...] [--seeds 0,1,2]   # run
+    python benchmarks/random_defaults.py <out> [<out> ...] --summarise [--median]   # the table and picks, pooled
+    python benchmarks/random_defaults.py <out> [<out> ...] --paired     # the defaults against each, draw by draw
 """
 from __future__ import annotations
 
 import itertools
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
-from references import RANDOM, closing, nanmean, references, transfer_scenario
+from references import RANDOM, nanmean, run_cells, seeds_arg
 
-from unlearnkit.artifacts import atomic_write_text
 from unlearnkit.bench.transfer import CAP
-from unlearnkit.runtime import Runtime
-from unlearnkit.unlearning.engine import unlearn
+from unlearnkit.unlearning.methods import METHODS
 
 # The loss rule pushed to the target itself (stop_z 0: within a standard error of it, a check can land in the
 # transient a forget step leaves before the remain steps repair it; measured: MNIST 8k seed 0 stopped at step 20 and
@@ -41,33 +41,61 @@ def key(candidate: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in candidate.items())
 
 
-def run(out: Path, name: str) -> None:
-    runtime = Runtime.create("cpu", 1)
-    scenario, data, spec, recipe = transfer_scenario(name)
-    path = out / f"{name}.json"
-    done = json.loads(path.read_text()) if path.exists() else {}
-    for seed in (0, 1, 2):
-        missing = [c for c in CANDIDATES if f"{seed}:{key(c)}" not in done]
-        refs = references(scenario, data, spec, recipe, seed, runtime) if missing else None
-        for candidate in missing:
-            cell = f"{seed}:{key(candidate)}"
-            result = unlearn(refs.original.load_model(), refs.split, "sfron", data=data, recipe=recipe,
-                             runtime=runtime, seed=seed, **candidate)
-            scored = refs.against(result.model, result.record())
-            done[cell] = {"closing": closing(refs, scored), "cost": scored["cost_ratio"],
-                          "ta_vs_oracle": scored["test_acc"] - scored["oracle"]["test_acc"],
-                          "decision": result.details["calibration"]["decision"]}
-            atomic_write_text(path, json.dumps(done, indent=1))
-            print(f"{name} {cell}: closes {done[cell]['closing']}, {done[cell]['decision']}", flush=True)
+def run(out: Path, name: str, seeds: tuple[int, ...]) -> None:
+    run_cells(out, name, lambda seed: [(f"{seed}:{key(c)}", "sfron", c) for c in CANDIDATES], seeds)
 
 
-def summarise(out: Path) -> None:
-    cells = {path.stem: json.loads(path.read_text()) for path in sorted(out.glob("*.json"))}
-    # per scenario and candidate: mean closing over seeds of Avg.Gap and of KL
-    table = {name: {key(c): [nanmean(cells[name][f"{s}:{key(c)}"]["closing"][i] for s in (0, 1, 2)
+def nanmedian(values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.median(values) if values else math.nan
+
+
+def load(outs: list[Path]) -> tuple[dict[str, dict], list[str]]:
+    """Every cell of the folders, per scenario, keyed by draw ("<folder index>.<seed>") and candidate; the draws."""
+    cells: dict[str, dict] = {}
+    for i, out in enumerate(outs):
+        for path in sorted(out.glob("*.json")):
+            for cell, value in json.loads(path.read_text()).items():
+                seed, candidate = cell.split(":", 1)
+                cells.setdefault(path.stem, {})[f"{i}.{seed}:{candidate}"] = value
+    return cells, sorted({cell.split(":")[0] for row in cells.values() for cell in row})
+
+
+def paired(outs: list[Path]) -> None:
+    """SFR-on's defaults against every other candidate, draw by draw: on one draw both share the original, oracle
+    and floor, so the comparison is free of the draw-to-draw noise of the fractions themselves. Per scenario, the
+    draws on which the default closes more of the Avg.Gap / of the KL distance, of the draws with a fraction."""
+    cells, draws = load(outs)
+    ours = METHODS.get("sfron").parameters("random:0.1")
+    default = next(key(c) for c in CANDIDATES if all(ours[k] == v for k, v in c.items()))
+    print(f"the draws on which the default ({default}) closes more than the candidate (Avg.Gap / KL; a tie "
+          "counts for neither), of the draws with a fraction:\n")
+    print("| candidate | " + " | ".join(cells) + " |")
+    print("|---|" + "---|" * len(cells))
+    for c in CANDIDATES:
+        if key(c) == default:
+            continue
+        counts = []
+        for row in cells.values():
+            pairs = [(row[f"{d}:{default}"]["closing"], row[f"{d}:{key(c)}"]["closing"]) for d in draws
+                     if f"{d}:{default}" in row]
+            counts.append(" / ".join(
+                f"{sum(a[i] > b[i] + 1e-9 for a, b in pairs)} of {sum(not math.isnan(a[i]) for a, _ in pairs)}"
+                for i in range(2)))
+        print(f"| {key(c)} | " + " | ".join(counts) + " |")
+
+
+def summarise(outs: list[Path], over_draws=nanmean) -> None:
+    """The table and the picks over every draw the folders hold: a draw is a seed in one folder. Folders made on
+    machines whose float rounding differs hold different originals for the same seed, so they pool as more draws.
+    `over_draws` averages a candidate's fractions over the draws (the mean, or the median: a fraction's
+    denominator is doing nothing's distance to the floor, and a draw where that is small puts one seed at ±4)."""
+    cells, seeds = load(outs)
+    # per scenario and candidate: mean closing over draws of Avg.Gap and of KL
+    table = {name: {key(c): [over_draws(cells[name][f"{s}:{key(c)}"]["closing"][i] for s in seeds
                                    if f"{s}:{key(c)}" in cells[name]) for i in range(2)]
                     for c in CANDIDATES} for name in cells}
-    worst = {name: {k: min((row[f"{s}:{k}"]["ta_vs_oracle"] for s in (0, 1, 2) if f"{s}:{k}" in row),
+    worst = {name: {k: min((row[f"{s}:{k}"]["ta_vs_oracle"] for s in seeds if f"{s}:{k}" in row),
                            default=math.nan) for k in table[name]} for name, row in cells.items()}
     dataset = {name: name.split("-")[0] for name in table}
     print("| candidate | " + " | ".join(table) + " |")
@@ -93,10 +121,13 @@ def summarise(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1])
-    out.mkdir(parents=True, exist_ok=True)
-    if sys.argv[2:] == ["--summarise"]:
-        summarise(out)
+    seeds, args = seeds_arg(sys.argv[1:])
+    if "--paired" in args:
+        paired([Path(a) for a in args if not a.startswith("--")])
+    elif "--summarise" in args:
+        summarise([Path(a) for a in args if not a.startswith("--")], nanmedian if "--median" in args else nanmean)
     else:
-        for name in sys.argv[2:] or RANDOM:
-            run(out, name)
+        out = Path(args[0])
+        out.mkdir(parents=True, exist_ok=True)
+        for name in args[1:] or RANDOM:
+            run(out, name, seeds)

@@ -4,6 +4,7 @@ the oracle by `evaluate`; the closing fraction of a figure between doing nothing
 scenarios the scripts run on."""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,15 @@ from unlearnkit.pipeline import train
 TRANSFER = Path(__file__).resolve().parents[1] / "scenarios" / "transfer.yaml"
 RANDOM = ("digits-random10", "digits-random50", "mnist-random10", "mnist8k-random10", "mnist2k-random10",
           "breast_cancer-random10")  # its random-forgetting scenarios
+SEEDS = (0, 1, 2)  # the seeds the scripts run unless told otherwise
+
+
+def seeds_arg(args: list[str]) -> tuple[tuple[int, ...], list[str]]:
+    """`--seeds 0,1,2` taken out of a script's arguments: (the seeds, SEEDS if not given; the other arguments)."""
+    if "--seeds" not in args:
+        return SEEDS, args
+    at = args.index("--seeds")
+    return tuple(int(s) for s in args[at + 1].split(",")), args[:at] + args[at + 2:]
 
 
 def transfer_scenario(name: str):
@@ -57,3 +67,31 @@ def nanmean(values) -> float:
     """The mean of the values that are not NaN (NaN if none is): a seed with nothing to forget has no fraction."""
     values = [v for v in values if not math.isnan(v)]
     return sum(values) / len(values) if values else math.nan
+
+
+def run_cells(out: Path, name: str, cells: Callable[[int], list[tuple[str, str, dict]]],
+              seeds: tuple[int, ...] = SEEDS) -> None:
+    """Run and cache, in <out>/<name>.json, the cells `cells(seed)` names for each seed on transfer scenario
+    `name`: each (cell key, method, overrides) is `unlearn` at its defaults with the overrides, scored against the
+    seed's references. Cached cells are skipped (a seed's references are built only if one is missing), so two
+    processes can take different scenarios and a killed run resumes."""
+    from unlearnkit.artifacts import atomic_write_text
+    from unlearnkit.runtime import Runtime
+    from unlearnkit.unlearning.engine import unlearn
+
+    runtime = Runtime.create("cpu", 1)
+    scenario, data, spec, recipe = transfer_scenario(name)
+    path = out / f"{name}.json"
+    done = json.loads(path.read_text()) if path.exists() else {}
+    for seed in seeds:
+        missing = [cell for cell in cells(seed) if cell[0] not in done]
+        refs = references(scenario, data, spec, recipe, seed, runtime) if missing else None
+        for cell, method, overrides in missing:
+            result = unlearn(refs.original.load_model(), refs.split, method, data=data, recipe=recipe,
+                             runtime=runtime, seed=seed, **overrides)
+            scored = refs.against(result.model, result.record())
+            done[cell] = {"closing": closing(refs, scored), "cost": scored["cost_ratio"],
+                          "ta_vs_oracle": scored["test_acc"] - scored["oracle"]["test_acc"],
+                          "decision": result.details["calibration"]["decision"]}
+            atomic_write_text(path, json.dumps(done, indent=1))
+            print(f"{name} {cell}: closes {done[cell]['closing']}, {done[cell]['decision']}", flush=True)

@@ -1,0 +1,62 @@
+"""Which stopping rule each calibrated method uses for random forgetting: every method at its defaults, and with
+the other rule (the loss rule pushed to the held-out mean, `criterion=loss, stop_z=0`, or the membership-AUC rule,
+`criterion=auc, stop_z=1`), on the random scenarios of scenarios/transfer.yaml with something to forget, 3 seeds.
+
+Scored by the closing fractions to the noise floor in Avg.Gap and KL (benchmarks/references.py), mean per seed, and
+the worst test accuracy under the oracle's. Cells are cached per (scenario, seed, method, rule) in
+<out>/<scenario>.json, so two processes can take different scenarios and a later call only prints.
+
+    UNLEARNKIT_STORE=<store> python benchmarks/criterion_swap.py <out> [scenario ...]   # run (all if none given)
+    python benchmarks/criterion_swap.py <out> --summarise                               # the table
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from references import RANDOM, nanmean, run_cells
+
+from unlearnkit.unlearning.methods import AUC_RULE, LOSS_RULE, METHODS
+
+SCENARIOS = [name for name in RANDOM if name != "mnist-random10"]  # full MNIST: nothing to forget at 10%
+CALIBRATED = [name for name, method in METHODS.items() if "criterion" in method.parameters("random:0.1")]
+
+
+def rules(method: str) -> dict[str, dict]:
+    """The method's own rule (no overrides) and the other one."""
+    own = METHODS.get(method).parameters("random:0.1")["criterion"]
+    return {"default": {}, "swapped": AUC_RULE if own == "loss" else LOSS_RULE}
+
+
+def run(out: Path, name: str) -> None:
+    run_cells(out, name, lambda seed: [(f"{seed}:{m}:{rule}", m, overrides) for m in CALIBRATED
+                                       for rule, overrides in rules(m).items()])
+
+
+def summarise(out: Path) -> None:
+    cells = {name: json.loads((out / f"{name}.json").read_text()) for name in SCENARIOS
+             if (out / f"{name}.json").exists()}
+
+    def mean(name: str, method: str, rule: str) -> str:
+        rows = [cells[name][f"{s}:{method}:{rule}"] for s in (0, 1, 2) if f"{s}:{method}:{rule}" in cells[name]]
+        avg_gap, kl = (nanmean(row["closing"][i] for row in rows) for i in range(2))
+        worst = min(row["ta_vs_oracle"] for row in rows)
+        return f"{avg_gap:.2f} / {kl:.2f}" + (f" (TA {worst:+.1f})" if worst < -3 else "")
+
+    print("| method (its rule) | " + " | ".join(cells) + " |")
+    print("|---|" + "---|" * len(cells))
+    for method in CALIBRATED:
+        own = METHODS.get(method).parameters("random:0.1")["criterion"]
+        print(f"| {method} ({own}) | "
+              + " | ".join(f"{mean(n, method, 'default')} → {mean(n, method, 'swapped')}" for n in cells) + " |")
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    if sys.argv[2:] == ["--summarise"]:
+        summarise(out)
+    else:
+        for name in sys.argv[2:] or SCENARIOS:
+            run(out, name)
