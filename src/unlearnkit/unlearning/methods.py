@@ -45,7 +45,9 @@ def declare(method: Method) -> Method:
 # lose every sample). The ablations keep these values for random forgetting too.
 SFRON = {"lr_scale": 1.0, "forget_freq": 5, "forget_clip": 7.0, "alpha": 25.0, "lambd": 0.0}
 # SFR-on itself, random forgetting: the code's λ 0.5 (the ascent spreads over the samples D_f still fits instead of
-# driving its few atypical samples to confident errors, which the KL to an oracle punishes) and the loss criterion
+# driving its few atypical samples to confident errors, which the KL to an oracle punishes; on a memorised D_f, whose
+# losses round to 0, it leaves the ascent inert and the remain steps do the forgetting: docs/defaults.md, "Why random
+# forgetting stops short", and a live ascent there lands further from the oracle) and the loss criterion
 # pushed to the target itself (the mean forget loss reaches the held-out mean, which is what an oracle's forget loss
 # is in expectation), from the recipe's step size, which the calibration doubles while a check closes too little
 # of the distance (max_growth 32), with the overshoot guard at 2 standard errors: the ascent is stable up to a step
