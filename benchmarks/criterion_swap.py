@@ -15,11 +15,10 @@ import json
 import sys
 from pathlib import Path
 
-from references import RANDOM, nanmean, run_cells
+from references import FORGETTABLE, nanmean, run_cells
 
 from unlearnkit.unlearning.methods import AUC_RULE, LOSS_RULE, METHODS
 
-SCENARIOS = [name for name in RANDOM if name != "mnist-random10"]  # full MNIST: nothing to forget at 10%
 CALIBRATED = [name for name, method in METHODS.items() if "criterion" in method.parameters("random:0.1")]
 
 
@@ -35,7 +34,7 @@ def run(out: Path, name: str) -> None:
 
 
 def summarise(out: Path) -> None:
-    cells = {name: json.loads((out / f"{name}.json").read_text()) for name in SCENARIOS
+    cells = {name: json.loads((out / f"{name}.json").read_text()) for name in FORGETTABLE
              if (out / f"{name}.json").exists()}
 
     def mean(name: str, method: str, rule: str) -> str:
@@ -58,5 +57,5 @@ if __name__ == "__main__":
     if sys.argv[2:] == ["--summarise"]:
         summarise(out)
     else:
-        for name in sys.argv[2:] or SCENARIOS:
+        for name in sys.argv[2:] or FORGETTABLE:
             run(out, name)

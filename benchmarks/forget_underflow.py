@@ -17,7 +17,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from references import RANDOM, SEEDS, references, transfer_scenario
+from references import FORGETTABLE, SEEDS, references, transfer_scenario
 
 from unlearnkit.runtime import Runtime
 from unlearnkit.unlearning.forgetting import adaptive_weights
@@ -54,6 +54,6 @@ if __name__ == "__main__":
     runtime = Runtime.create("cpu", 1)
     print("| scenario | seed | D_f with loss 0 | batches with one | median gradient norm, λ 0 | λ 0.5 | λ 1 |")
     print("|---|---|---|---|---|---|---|")
-    for name in sys.argv[1:] or [n for n in RANDOM if n != "mnist-random10"]:
+    for name in sys.argv[1:] or FORGETTABLE:
         for seed in SEEDS:
             print(measure(name, seed, runtime), flush=True)

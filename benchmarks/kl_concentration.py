@@ -16,30 +16,21 @@ import sys
 from pathlib import Path
 
 import torch
-from references import RANDOM, transfer_scenario
+from references import FORGETTABLE, trained
 
 from unlearnkit.artifacts import atomic_write_text
-from unlearnkit.bench.runner import original_and_oracle
-from unlearnkit.bench.transfer import FLOOR_OFFSET
 from unlearnkit.evaluation import kl_per_sample
 from unlearnkit.evaluation.outputs import Outputs
-from unlearnkit.pipeline import train
 from unlearnkit.runtime import Runtime
-from unlearnkit.unlearning.engine import unlearn
 
-# Full MNIST has nothing to forget (doing nothing is within the floor): no KL to split.
-SCENARIOS = tuple(name for name in RANDOM if name != "mnist-random10")
 HARD_SHARE = 0.1
 
 
 def row(name: str, seed: int, runtime: Runtime) -> str:
-    scenario, data, spec, recipe = transfer_scenario(name)
-    split, original, oracle = original_and_oracle(scenario, (data, spec, recipe), seed, runtime, None)
-    second = train(data, spec, recipe, seed + FLOOR_OFFSET, split, runtime=runtime)
-    result = unlearn(original.load_model(), split, "sfron", data=data, recipe=recipe, runtime=runtime, seed=seed)
-    forget = data.train(split.forget)
-    reference = Outputs.of(oracle.load_model(), forget, runtime)
-    models = {"nothing": original.load_model(), "sfron": result.model, "floor": second.load_model()}
+    run = trained(name, seed, runtime)
+    forget = run.data.train(run.split.forget)
+    reference = Outputs.of(run.oracle.load_model(), forget, runtime)
+    models = {"nothing": run.original.load_model(), "sfron": run.sfron.model, "floor": run.floor.load_model()}
     outputs = {who: Outputs.of(model, forget, runtime) for who, model in models.items()}
     kl = {who: kl_per_sample(reference.probabilities, out.probabilities) for who, out in outputs.items()}
     confidence = reference.probabilities.gather(1, reference.labels[:, None])[:, 0]
@@ -70,4 +61,4 @@ def main(out: Path, names) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2:] or SCENARIOS)
+    main(Path(sys.argv[1]), sys.argv[2:] or FORGETTABLE)

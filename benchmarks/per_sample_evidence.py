@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from references import RANDOM, nanmean, seeds_arg, transfer_scenario
+from references import FORGETTABLE, nanmean, seeds_arg, trained
 from scipy.optimize import minimize_scalar
 from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
@@ -28,16 +28,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from unlearnkit.artifacts import atomic_write_text
-from unlearnkit.bench.runner import original_and_oracle
-from unlearnkit.bench.transfer import FLOOR_OFFSET
 from unlearnkit.bench.verdict import closing_fraction
 from unlearnkit.evaluation import kl_per_sample
 from unlearnkit.evaluation.outputs import Outputs
-from unlearnkit.pipeline import train
 from unlearnkit.runtime import Runtime
-from unlearnkit.unlearning.engine import unlearn
 
-SCENARIOS = tuple(name for name in RANDOM if name != "mnist-random10")  # full MNIST: nothing to forget
 NEIGHBOURS = 10
 SMOOTHING = 0.02  # mass spread evenly over the classes, so that a neighbour vote of 0 has a finite KL
 CANDIDATES = ("original", "original, tempered", "kNN on inputs", "feature probe, tempered", "SFR-on", "floor")
@@ -51,13 +46,13 @@ def fitted_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(np.log(1e-3), np.log(1e3)), method="bounded").x))
 
 
-def penultimate(model, view, runtime) -> tuple[torch.Tensor, torch.Tensor]:
-    """The input of the model's classifier layer `fc` for every sample of `view` (and the logits)."""
+def penultimate(model, view, runtime) -> tuple[torch.Tensor, Outputs]:
+    """The input of the model's classifier layer `fc` for every sample of `view`, and the model's outputs."""
     captured = []
     handle = model.fc.register_forward_hook(lambda layer, inputs, output: captured.append(inputs[0].float().cpu()))
     outputs = Outputs.of(model, view, runtime)
     handle.remove()
-    return torch.cat(captured), outputs.logits
+    return torch.cat(captured), outputs
 
 
 def flat_inputs(view) -> np.ndarray:
@@ -71,17 +66,15 @@ def over_all_classes(values: np.ndarray, classes: np.ndarray, k: int, fill: floa
     return torch.as_tensor(full)
 
 
-def candidates(data, split, original, result, second, runtime) -> tuple[dict[str, torch.Tensor], tuple]:
+def candidates(run, runtime) -> tuple[dict[str, torch.Tensor], tuple]:
     """Each candidate's class probabilities on D_f, and the two fitted temperatures (original, probe)."""
-    forget, remain, heldout = data.train(split.forget), data.train(split.remain), data.test()
-    model = original.load_model()
-    k = data.num_classes
-    own = Outputs.of(model, forget, runtime)
-    held = Outputs.of(model, heldout, runtime)
+    forget, remain, heldout = run.data.train(run.split.forget), run.data.train(run.split.remain), run.data.test()
+    model = run.original.load_model()
+    k = run.data.num_classes
+    (f_remain, _), (f_forget, own), (f_held, held) = (penultimate(model, v, runtime) for v in (remain, forget, heldout))
     t_own = fitted_temperature(held.logits.double(), held.labels)
     knn = KNeighborsClassifier(NEIGHBOURS).fit(flat_inputs(remain), remain.labels.numpy())
     voted = over_all_classes(knn.predict_proba(flat_inputs(forget)), knn.classes_, k)
-    (f_remain, _), (f_forget, _), (f_held, _) = (penultimate(model, v, runtime) for v in (remain, forget, heldout))
     probe = LogisticRegression(max_iter=2000).fit(f_remain.numpy(), remain.labels.numpy())
     def log_probabilities(f):  # a probability that rounds to 0 kept finite, so that the held-out NLL stays finite
         logs = np.log(np.maximum(probe.predict_proba(f.numpy()), np.finfo(float).tiny))
@@ -93,20 +86,17 @@ def candidates(data, split, original, result, second, runtime) -> tuple[dict[str
             "original, tempered": torch.softmax(own.logits.double() / t_own, 1),
             "kNN on inputs": (1 - SMOOTHING) * voted + SMOOTHING / k,
             "feature probe, tempered": torch.softmax(probe_logits["forget"] / t_probe, 1),
-            "SFR-on": Outputs.of(result.model, forget, runtime).probabilities,
-            "floor": Outputs.of(second.load_model(), forget, runtime).probabilities}, (t_own, t_probe)
+            "SFR-on": Outputs.of(run.sfron.model, forget, runtime).probabilities,
+            "floor": Outputs.of(run.floor.load_model(), forget, runtime).probabilities}, (t_own, t_probe)
 
 
 def scores(name: str, seed: int, runtime: Runtime) -> tuple[dict[str, tuple[float, float, float]], tuple, int]:
-    scenario, data, spec, recipe = transfer_scenario(name)
-    split, original, oracle = original_and_oracle(scenario, (data, spec, recipe), seed, runtime, None)
-    second = train(data, spec, recipe, seed + FLOOR_OFFSET, split, runtime=runtime)
-    result = unlearn(original.load_model(), split, "sfron", data=data, recipe=recipe, runtime=runtime, seed=seed)
-    reference = Outputs.of(oracle.load_model(), data.train(split.forget), runtime)
+    run = trained(name, seed, runtime)
+    reference = Outputs.of(run.oracle.load_model(), run.data.train(run.split.forget), runtime)
     rows = torch.arange(len(reference))
     truth = reference.probabilities[rows, reference.labels].numpy()
     errors = (reference.predictions != reference.labels).numpy()
-    given, temperatures = candidates(data, split, original, result, second, runtime)
+    given, temperatures = candidates(run, runtime)
     out = {}
     for who, probabilities in given.items():
         p_true = probabilities[rows, reference.labels].numpy()
@@ -148,4 +138,4 @@ def main(out: Path, names, seeds) -> None:
 
 if __name__ == "__main__":
     chosen, rest = seeds_arg(sys.argv[1:])
-    main(Path(rest[0]), rest[1:] or SCENARIOS, chosen)
+    main(Path(rest[0]), rest[1:] or FORGETTABLE, chosen)

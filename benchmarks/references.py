@@ -20,6 +20,7 @@ from unlearnkit.pipeline import train
 TRANSFER = Path(__file__).resolve().parents[1] / "scenarios" / "transfer.yaml"
 RANDOM = ("digits-random10", "digits-random50", "mnist-random10", "mnist8k-random10", "mnist2k-random10",
           "breast_cancer-random10")  # its random-forgetting scenarios
+FORGETTABLE = tuple(name for name in RANDOM if name != "mnist-random10")  # full MNIST at 10%: nothing to forget
 SEEDS = (0, 1, 2)  # the seeds the scripts run unless told otherwise
 
 
@@ -35,6 +36,28 @@ def transfer_scenario(name: str):
     """A scenario of scenarios/transfer.yaml by name: (scenario, dataset, model spec, training recipe)."""
     scenario = select_scenarios(load_bench_config(TRANSFER), name).scenarios[0]
     return (scenario, *load_scenario(scenario))
+
+
+@dataclass
+class Trained:
+    """One transfer scenario and seed, as models: the original, its oracle, the second oracle (the noise floor)
+    and SFR-on at its defaults, with the dataset and split they were made on."""
+    data: object
+    split: object
+    original: object  # checkpoints: .load_model() gives a fresh copy
+    oracle: object
+    floor: object
+    sfron: object  # the unlearning result: .model
+
+
+def trained(name: str, seed: int, runtime) -> Trained:
+    from unlearnkit.unlearning.engine import unlearn
+
+    scenario, data, spec, recipe = transfer_scenario(name)
+    split, original, oracle = original_and_oracle(scenario, (data, spec, recipe), seed, runtime, None)
+    floor = train(data, spec, recipe, seed + FLOOR_OFFSET, split, runtime=runtime)
+    result = unlearn(original.load_model(), split, "sfron", data=data, recipe=recipe, runtime=runtime, seed=seed)
+    return Trained(data, split, original, oracle, floor, result)
 
 
 @dataclass
