@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from references import FORGETTABLE, nanmean, run_cells
+from references import FORGETTABLE, mean_closing, run_cells
 
 from unlearnkit.unlearning.methods import AUC_RULE, LOSS_RULE, METHODS
 
@@ -38,10 +38,8 @@ def summarise(out: Path) -> None:
              if (out / f"{name}.json").exists()}
 
     def mean(name: str, method: str, rule: str) -> str:
-        rows = [cells[name][f"{s}:{method}:{rule}"] for s in (0, 1, 2) if f"{s}:{method}:{rule}" in cells[name]]
-        avg_gap, kl = (nanmean(row["closing"][i] for row in rows) for i in range(2))
-        worst = min(row["ta_vs_oracle"] for row in rows)
-        return f"{avg_gap:.2f} / {kl:.2f}" + (f" (TA {worst:+.1f})" if worst < -3 else "")
+        return mean_closing([cells[name][f"{s}:{method}:{rule}"] for s in (0, 1, 2)
+                             if f"{s}:{method}:{rule}" in cells[name]])
 
     print("| method (its rule) | " + " | ".join(cells) + " |")
     print("|---|" + "---|" * len(cells))

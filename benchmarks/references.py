@@ -92,6 +92,14 @@ def nanmean(values) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+def mean_closing(rows: list[dict]) -> str:
+    """Cached cells of one scenario (run_cells' records, one per seed) as "Avg.Gap / KL", the mean per-seed closing,
+    with "(TA −x)" where the worst seed's test accuracy is more than 3 points under the oracle's."""
+    avg_gap, kl = (nanmean(row["closing"][i] for row in rows) for i in range(2))
+    worst = min(row["ta_vs_oracle"] for row in rows)
+    return f"{avg_gap:.2f} / {kl:.2f}" + (f" (TA {worst:+.1f})" if worst < -3 else "")
+
+
 def run_cells(out: Path, name: str, cells: Callable[[int], list[tuple[str, str, dict]]],
               seeds: tuple[int, ...] = SEEDS) -> None:
     """Run and cache, in <out>/<name>.json, the cells `cells(seed)` names for each seed on transfer scenario
