@@ -11,11 +11,9 @@ the worst test accuracy under the oracle's. Cells are cached per (scenario, seed
 """
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
-from references import FORGETTABLE, mean_closing, run_cells
+from references import cached, cells_main, mean_closing, run_cells
 
 from unlearnkit.unlearning.methods import AUC_RULE, LOSS_RULE, METHODS
 
@@ -34,26 +32,15 @@ def run(out: Path, name: str) -> None:
 
 
 def summarise(out: Path) -> None:
-    cells = {name: json.loads((out / f"{name}.json").read_text()) for name in FORGETTABLE
-             if (out / f"{name}.json").exists()}
-
-    def mean(name: str, method: str, rule: str) -> str:
-        return mean_closing([cells[name][f"{s}:{method}:{rule}"] for s in (0, 1, 2)
-                             if f"{s}:{method}:{rule}" in cells[name]])
-
+    cells = cached(out)
     print("| method (its rule) | " + " | ".join(cells) + " |")
     print("|---|" + "---|" * len(cells))
     for method in CALIBRATED:
         own = METHODS.get(method).parameters("random:0.1")["criterion"]
         print(f"| {method} ({own}) | "
-              + " | ".join(f"{mean(n, method, 'default')} → {mean(n, method, 'swapped')}" for n in cells) + " |")
+              + " | ".join(f"{mean_closing(cells[n], f'{method}:default')} → "
+                           f"{mean_closing(cells[n], f'{method}:swapped')}" for n in cells) + " |")
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1])
-    out.mkdir(parents=True, exist_ok=True)
-    if sys.argv[2:] == ["--summarise"]:
-        summarise(out)
-    else:
-        for name in sys.argv[2:] or FORGETTABLE:
-            run(out, name)
+    cells_main(run, summarise)

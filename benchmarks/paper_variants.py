@@ -18,11 +18,9 @@ noise floor, Avg.Gap / KL. Cells are cached per (scenario, seed, variant) in <ou
 """
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
-from references import FORGETTABLE, SEEDS, mean_closing, run_cells
+from references import cached, cells_main, mean_closing, run_cells
 
 VARIANTS = {"default": {}, "normalise=set": {"normalise": "set"}, "alpha_decay=linear": {"alpha_decay": "linear"},
             "strict_mask=true": {"strict_mask": True}}
@@ -34,21 +32,12 @@ def run(out: Path, name: str) -> None:
 
 
 def summarise(out: Path) -> None:
-    cells = {name: json.loads((out / f"{name}.json").read_text()) for name in FORGETTABLE
-             if (out / f"{name}.json").exists()}
+    cells = cached(out)
     print("| SFR-on, random defaults with | " + " | ".join(cells) + " |")
     print("|---|" + "---|" * len(cells))
     for variant in VARIANTS:
-        print(f"| {variant} | " + " | ".join(
-            mean_closing([cells[n][f"{s}:{variant}"] for s in SEEDS if f"{s}:{variant}" in cells[n]])
-            for n in cells) + " |")
+        print(f"| {variant} | " + " | ".join(mean_closing(cells[n], variant) for n in cells) + " |")
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1])
-    out.mkdir(parents=True, exist_ok=True)
-    if sys.argv[2:] == ["--summarise"]:
-        summarise(out)
-    else:
-        for name in sys.argv[2:] or FORGETTABLE:
-            run(out, name)
+    cells_main(run, summarise)

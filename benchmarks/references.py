@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -92,12 +93,32 @@ def nanmean(values) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def mean_closing(rows: list[dict]) -> str:
-    """Cached cells of one scenario (run_cells' records, one per seed) as "Avg.Gap / KL", the mean per-seed closing,
-    with "(TA −x)" where the worst seed's test accuracy is more than 3 points under the oracle's."""
+def cached(out: Path) -> dict[str, dict]:
+    """run_cells' cache in <out>: the cells of every scenario of FORGETTABLE that has a file there."""
+    return {name: json.loads((out / f"{name}.json").read_text()) for name in FORGETTABLE
+            if (out / f"{name}.json").exists()}
+
+
+def mean_closing(cells: dict, candidate: str) -> str:
+    """One candidate's cached cells on one scenario ("<seed>:<candidate>", the seeds of SEEDS that it has) as
+    "Avg.Gap / KL", the mean per-seed closing, with "(TA −x)" where the worst seed's test accuracy is more than 3
+    points under the oracle's."""
+    rows = [cells[f"{seed}:{candidate}"] for seed in SEEDS if f"{seed}:{candidate}" in cells]
     avg_gap, kl = (nanmean(row["closing"][i] for row in rows) for i in range(2))
     worst = min(row["ta_vs_oracle"] for row in rows)
     return f"{avg_gap:.2f} / {kl:.2f}" + (f" (TA {worst:+.1f})" if worst < -3 else "")
+
+
+def cells_main(run: Callable[[Path, str], None], summarise: Callable[[Path], None]) -> None:
+    """The command line of a script built on run_cells: `<out> [scenario ...]` runs the scenarios (every one of
+    FORGETTABLE if none is named); `<out> --summarise` prints the table of what is cached."""
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    if sys.argv[2:] == ["--summarise"]:
+        summarise(out)
+    else:
+        for name in sys.argv[2:] or FORGETTABLE:
+            run(out, name)
 
 
 def run_cells(out: Path, name: str, cells: Callable[[int], list[tuple[str, str, dict]]],
