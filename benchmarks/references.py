@@ -99,11 +99,13 @@ def cached(out: Path) -> dict[str, dict]:
             if (out / f"{name}.json").exists()}
 
 
-def mean_closing(cells: dict, candidate: str) -> str:
-    """One candidate's cached cells on one scenario ("<seed>:<candidate>", the seeds of SEEDS that it has) as
+def mean_closing(cells: dict, candidate: str, seeds: tuple[int, ...] = SEEDS) -> str:
+    """One candidate's cached cells on one scenario ("<seed>:<candidate>", the seeds of `seeds` that it has) as
     "Avg.Gap / KL", the mean per-seed closing, with "(TA −x)" where the worst seed's test accuracy is more than 3
     points under the oracle's."""
-    rows = [cells[f"{seed}:{candidate}"] for seed in SEEDS if f"{seed}:{candidate}" in cells]
+    rows = [cells[f"{seed}:{candidate}"] for seed in seeds if f"{seed}:{candidate}" in cells]
+    if any("diverged" in row for row in rows):
+        return "diverged"
     avg_gap, kl = (nanmean(row["closing"][i] for row in rows) for i in range(2))
     worst = min(row["ta_vs_oracle"] for row in rows)
     return f"{avg_gap:.2f} / {kl:.2f}" + (f" (TA {worst:+.1f})" if worst < -3 else "")
@@ -125,9 +127,11 @@ def run_cells(out: Path, name: str, cells: Callable[[int], list[tuple[str, str, 
               seeds: tuple[int, ...] = SEEDS) -> None:
     """Run and cache, in <out>/<name>.json, the cells `cells(seed)` names for each seed on transfer scenario
     `name`: each (cell key, method, overrides) is `unlearn` at its defaults with the overrides, scored against the
-    seed's references. Cached cells are skipped (a seed's references are built only if one is missing), so two
+    seed's references. A run that diverges (the engine rolls it back) is cached as {"diverged": why}. Cached cells
+    are skipped (a seed's references are built only if one is missing), so two
     processes can take different scenarios and a killed run resumes."""
     from unlearnkit.artifacts import atomic_write_text
+    from unlearnkit.errors import DivergenceError
     from unlearnkit.runtime import Runtime
     from unlearnkit.unlearning.engine import unlearn
 
@@ -139,11 +143,15 @@ def run_cells(out: Path, name: str, cells: Callable[[int], list[tuple[str, str, 
         missing = [cell for cell in cells(seed) if cell[0] not in done]
         refs = references(scenario, data, spec, recipe, seed, runtime) if missing else None
         for cell, method, overrides in missing:
-            result = unlearn(refs.original.load_model(), refs.split, method, data=data, recipe=recipe,
-                             runtime=runtime, seed=seed, **overrides)
-            scored = refs.against(result.model, result.record())
-            done[cell] = {"closing": closing(refs, scored), "cost": scored["cost_ratio"],
-                          "ta_vs_oracle": scored["test_acc"] - scored["oracle"]["test_acc"],
-                          "decision": result.details["calibration"]["decision"]}
+            try:
+                result = unlearn(refs.original.load_model(), refs.split, method, data=data, recipe=recipe,
+                                 runtime=runtime, seed=seed, **overrides)
+            except DivergenceError as exc:
+                done[cell] = {"diverged": str(exc)}
+            else:
+                scored = refs.against(result.model, result.record())
+                done[cell] = {"closing": closing(refs, scored), "cost": scored["cost_ratio"],
+                              "ta_vs_oracle": scored["test_acc"] - scored["oracle"]["test_acc"],
+                              "decision": result.details["calibration"]["decision"]}
             atomic_write_text(path, json.dumps(done, indent=1))
-            print(f"{name} {cell}: closes {done[cell]['closing']}, {done[cell]['decision']}", flush=True)
+            print(f"{name} {cell}: {done[cell]}", flush=True)
