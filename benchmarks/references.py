@@ -128,8 +128,8 @@ def run_cells(out: Path, name: str, cells: Callable[[int], list[tuple[str, str, 
     """Run and cache, in <out>/<name>.json, the cells `cells(seed)` names for each seed on transfer scenario
     `name`: each (cell key, method, overrides) is `unlearn` at its defaults with the overrides, scored against the
     seed's references. A run that diverges (the engine rolls it back) is cached as {"diverged": why}. Cached cells
-    are skipped (a seed's references are built only if one is missing), so two
-    processes can take different scenarios and a killed run resumes."""
+    are skipped (a seed's references are built only if one is missing), so two processes can take different
+    scenarios and a killed run resumes."""
     from unlearnkit.artifacts import atomic_write_text
     from unlearnkit.errors import DivergenceError
     from unlearnkit.runtime import Runtime
