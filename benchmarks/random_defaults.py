@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 from references import RANDOM, nanmean, run_cells, seeds_arg
+from references import score as transfer_score
 
-from unlearnkit.bench.transfer import CAP
 from unlearnkit.unlearning.methods import METHODS
 
 # The loss rule pushed to the target itself (stop_z 0: within a standard error of it, a check can land in the
@@ -105,7 +105,7 @@ def summarise(outs: list[Path], over_draws=nanmean) -> None:
         print(f"| {k} | " + " | ".join(f"{a:.2f} / {b:.2f}" for a, b in (table[n][k] for n in table)) + " |")
 
     def score(k: str, names) -> float:  # as bench.transfer: the mean over scenarios of the smaller fraction, capped
-        return nanmean(min((min(v, CAP) for v in table[n][k] if not math.isnan(v)), default=math.nan) for n in names)
+        return nanmean(transfer_score(table[n][k]) for n in names)
 
     everywhere = max((key(c) for c in CANDIDATES if not any(worst[n][key(c)] < -5 for n in table)),
                      key=lambda k: score(k, list(table)))

@@ -13,7 +13,7 @@ from typing import Callable
 
 from unlearnkit.bench.runner import load_scenario, original_and_oracle
 from unlearnkit.bench.scenarios import load_bench_config, select_scenarios
-from unlearnkit.bench.transfer import FLOOR_OFFSET
+from unlearnkit.bench.transfer import CAP, FLOOR_OFFSET
 from unlearnkit.bench.verdict import CLOSED, closing_fraction
 from unlearnkit.evaluation.protocol import evaluate
 from unlearnkit.pipeline import train
@@ -99,6 +99,19 @@ def cached(out: Path) -> dict[str, dict]:
             if (out / f"{name}.json").exists()}
 
 
+def score(closing: list[float]) -> float:
+    """bench.transfer's score of a pair of closing fractions: the smaller, each capped at CAP (NaN where neither
+    has one)."""
+    return min((min(v, CAP) for v in closing if not math.isnan(v)), default=math.nan)
+
+
+def mean_fractions(cells: dict, candidate: str, seeds: tuple[int, ...] = SEEDS) -> list[float]:
+    """One candidate's mean per-seed closing fractions (Avg.Gap, KL) over the seeds of `seeds` that its cached
+    cells on one scenario ("<seed>:<candidate>") have."""
+    rows = [cells[f"{seed}:{candidate}"]["closing"] for seed in seeds if f"{seed}:{candidate}" in cells]
+    return [nanmean(row[i] for row in rows) for i in range(2)]
+
+
 def mean_closing(cells: dict, candidate: str, seeds: tuple[int, ...] = SEEDS) -> str:
     """One candidate's cached cells on one scenario ("<seed>:<candidate>", the seeds of `seeds` that it has) as
     "Avg.Gap / KL", the mean per-seed closing, with "(TA −x)" where the worst seed's test accuracy is more than 3
@@ -106,7 +119,7 @@ def mean_closing(cells: dict, candidate: str, seeds: tuple[int, ...] = SEEDS) ->
     rows = [cells[f"{seed}:{candidate}"] for seed in seeds if f"{seed}:{candidate}" in cells]
     if any("diverged" in row for row in rows):
         return "diverged"
-    avg_gap, kl = (nanmean(row["closing"][i] for row in rows) for i in range(2))
+    avg_gap, kl = mean_fractions(cells, candidate, seeds)
     worst = min(row["ta_vs_oracle"] for row in rows)
     return f"{avg_gap:.2f} / {kl:.2f}" + (f" (TA {worst:+.1f})" if worst < -3 else "")
 

@@ -22,13 +22,10 @@ setting for every seed), and SFR-on at its defaults beside it, on seeds the pick
 from __future__ import annotations
 
 import itertools
-import math
 import sys
 from pathlib import Path
 
-from references import FORGETTABLE, SEEDS, cached, mean_closing, nanmean, run_cells
-
-from unlearnkit.bench.transfer import CAP
+from references import FORGETTABLE, SEEDS, cached, mean_closing, mean_fractions, nanmean, run_cells, score
 
 GRID = {"lr_scale": (0.3, 1.0, 3.0, 10.0), "lambd": (0.0, 0.5, 1.0), "forget_freq": (1, 5),
         "budget": (0.05, 0.1, 0.25)}
@@ -40,17 +37,6 @@ COLLAPSE = -5.0  # test accuracy this many points under the oracle's: the settin
 def run(out: Path, name: str) -> None:
     run_cells(out, name, lambda seed: [(f"{seed}:{key}", "sfron", overrides) for key, overrides in SETTINGS.items()]
               + [(f"{seed}:default", "sfron", {})])
-
-
-def score(closing: list[float]) -> float:
-    """bench.transfer's score of a pair of fractions: the smaller, each capped (NaN where neither has one)."""
-    return min((min(v, CAP) for v in closing if not math.isnan(v)), default=math.nan)
-
-
-def mean_fractions(cells: dict, key: str) -> list[float]:
-    """A setting's mean per-seed closing fractions on one scenario (Avg.Gap, KL)."""
-    rows = [cells[f"{seed}:{key}"]["closing"] for seed in SEEDS if f"{seed}:{key}" in cells]
-    return [nanmean(row[i] for row in rows) for i in range(2)]
 
 
 def ceilings_safe(cells: dict) -> list[str]:
@@ -74,9 +60,9 @@ def ceilings(cells: dict) -> tuple[str, list[float], list[tuple[str, list[float]
     return together, mean_fractions(cells, together), each
 
 
-def check(out: Path, name: str, seeds: tuple[int, ...]) -> None:
-    """The scenario's pick and SFR-on's defaults on `seeds` (the pick's cells must be cached)."""
-    pick = ceilings(cached(out)[name])[0]
+def check(out: Path, name: str, cells: dict, seeds: tuple[int, ...]) -> None:
+    """The scenario's pick from its cached `cells`, and SFR-on's defaults, on `seeds`."""
+    pick = ceilings(cells)[0]
     (out / "check").mkdir(exist_ok=True)
     run_cells(out / "check", name, lambda seed: [(f"{seed}:{pick}", "sfron", SETTINGS[pick]),
                                                  (f"{seed}:default", "sfron", {})], seeds)
@@ -94,7 +80,8 @@ def summarise(out: Path) -> None:
         print(f"| {name} | {mean_closing(cells, 'default')} | {fractions[0]:.2f} / {fractions[1]:.2f} | {picks[name]} "
               f"| {per_seed} | {means[0]:.2f} / {means[1]:.2f} |")
     # One fixed setting for every scenario, as a default would have to be: the best that collapses nowhere.
-    safe = [key for key in SETTINGS if all(key in ceilings_safe(cells) for cells in every.values())]
+    safe_in = [set(ceilings_safe(cells)) for cells in every.values()]
+    safe = [key for key in SETTINGS if all(key in keys for keys in safe_in)]
     overall = {key: nanmean(score(mean_fractions(cells, key)) for cells in every.values()) for key in safe}
     best = max(overall, key=overall.get)
     defaults = nanmean(score(mean_fractions(cells, "default")) for cells in every.values())
@@ -117,9 +104,9 @@ if __name__ == "__main__":
     if "--summarise" in args:
         summarise(out)
     elif "--check" in args:
-        at = args.index("--check")
-        for name in args[1:at] + args[at + 2:] or list(cached(out)):
-            check(out, name, tuple(int(s) for s in args[at + 1].split(",")))
+        at, every = args.index("--check"), cached(out)
+        for name in args[1:at] + args[at + 2:] or list(every):
+            check(out, name, every[name], tuple(int(s) for s in args[at + 1].split(",")))
     else:
         for name in args[1:] or FORGETTABLE:
             run(out, name)
