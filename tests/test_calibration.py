@@ -189,7 +189,7 @@ def test_a_step_size_that_damages_the_model_is_backed_off():
     split = make_split("class:1", data)
     original = trained(data)
     result = unlearn(copy.deepcopy(original), split, "ga", data=data, recipe=RECIPE, runtime=_cpu(), lr_scale=200.0,
-                     clip=0.0, budget=1.0, checks=20)
+                     clip=0.0, budget=1.0, checks=20, max_growth=1.0)  # no growth first: the step is too large as it is
     events = result.details["calibration"]["backoffs"]
     assert events and "cut the step size to ×0.5" in events[0] and "remain accuracy fell" in events[0]
 
@@ -209,6 +209,27 @@ def test_a_step_size_too_small_to_reach_the_target_grows_until_it_does():
     assert not grown["decision"].startswith("budget spent")
     tolerance = auc_tolerance(len(split.forget), len(data.test_labels))
     assert abs(auc_of(runs[256.0].model, data, split) - 0.5) <= 3 * tolerance
+
+
+def test_class_wise_a_saturated_model_forgets_because_the_step_size_grows():
+    """An MLP on scikit-learn's wine table fits its training set to losses near 1e-4, so gradient ascent's
+    gradient nearly vanishes: at GA's class-wise step size held fixed the budget runs out with the class still
+    recognised; at its default (max_growth 32) the step size doubles at the checks that fall behind, and it goes."""
+    from unlearnkit.data import load_dataset
+
+    wine = load_dataset("wine")
+    split = make_split("class:0", wine, seed=0)
+    original = trained(wine, recipe=wine.recipe, hidden=(64,))
+    runs = {"default": unlearn(copy.deepcopy(original), split, "ga", data=wine, runtime=_cpu()),
+            "fixed": unlearn(copy.deepcopy(original), split, "ga", data=wine, runtime=_cpu(), max_growth=1.0)}
+    forget_acc = {}
+    for name, run in runs.items():
+        logits, labels = predict(run.model, wine.train(split.forget), _cpu())
+        forget_acc[name] = (logits.argmax(1) == labels).double().mean().item()
+    fixed, grown = (runs[name].details["calibration"] for name in ("fixed", "default"))
+    assert fixed["decision"].startswith("budget spent") and forget_acc["fixed"] == 1.0
+    assert grown["decision"].startswith("target reached") and forget_acc["default"] <= 0.01
+    assert any("step size ×2 of the start" in event for event in grown["backoffs"])
 
 
 class TiedTable(torch.nn.Module):
