@@ -4,18 +4,27 @@
 subset of MNIST read from its IDX files into plain map-style Datasets of uint8 (H, W) arrays (needs
 ../shared/data/mnist). Prints one line per run and the mean closing fractions per forget spec.
 
-    UNLEARNKIT_STORE=<store> python benchmarks/from_torch_path.py [method] [seeds]
+`--data distorted` makes a set no default was chosen on, as hard as the issue's user's: every image of that subset
+is rotated, scaled and shifted at random and given pixel noise, once, with a fixed seed (a new dataset, not
+augmentation). LeNet-5 then fits train to 100% and tests at 93%, the issue's 99.9% / 94.1%.
+
+`--bench OUT` runs every method at its defaults on the same data through `uk.bench` instead, writing its tables,
+report and verdicts to OUT.
+
+    UNLEARNKIT_STORE=<store> python benchmarks/from_torch_path.py [--method M] [--seeds 0,1,2] [--data distorted]
+        [--bench OUT]
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import gzip
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import unlearnkit as uk
 
@@ -42,18 +51,36 @@ class Digits(torch.utils.data.Dataset):
         return self.images[i], int(self.labels[i])
 
 
-def user_data(train_size: int = 8000, test_size: int = 2000):
+def distort(images: np.ndarray, seed: int) -> np.ndarray:
+    """Each image once through its own random similarity transform (rotation up to ±0.5 rad, scale ±25%, shift
+    ±15% of the side), plus Gaussian pixel noise of std 0.35 in [0, 1] units; uint8 in, uint8 out."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.as_tensor(images, dtype=torch.float32)[:, None] / 255.0
+    n = len(x)
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * 0.5
+    scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * 0.25
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * 0.15
+    theta = torch.stack([torch.stack([scale * angle.cos(), -scale * angle.sin(), shift[:, 0]], 1),
+                         torch.stack([scale * angle.sin(), scale * angle.cos(), shift[:, 1]], 1)], 1)
+    x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), align_corners=False)
+    x = (x + 0.35 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+    return (x[:, 0] * 255).round().to(torch.uint8).numpy()
+
+
+def user_data(distorted: bool = False, train_size: int = 8000, test_size: int = 2000):
     rng = np.random.default_rng(0)
     parts = {}
-    for part, prefix, size in (("train", "train", train_size), ("test", "t10k", test_size)):
+    for offset, (part, prefix, size) in enumerate((("train", "train", train_size), ("test", "t10k", test_size))):
         images, labels = idx(MNIST / f"{prefix}-images-idx3-ubyte.gz"), idx(MNIST / f"{prefix}-labels-idx1-ubyte.gz")
         chosen = np.sort(rng.choice(len(labels), size, replace=False))
-        parts[part] = Digits(images[chosen], labels[chosen])
-    return uk.from_torch(parts["train"], parts["test"], name="user-digits", layout="HW", normalize=True)
+        images = distort(images[chosen], offset) if distorted else images[chosen]
+        parts[part] = Digits(images, labels[chosen])
+    name = "user-distorted-digits" if distorted else "user-digits"
+    return uk.from_torch(parts["train"], parts["test"], name=name, layout="HW", normalize=True)
 
 
-def main(method: str = "sfron", seeds: tuple[int, ...] = (0, 1, 2)) -> None:
-    data = user_data()
+def main(method: str = "sfron", seeds: tuple[int, ...] = (0, 1, 2), distorted: bool = False) -> None:
+    data = user_data(distorted)
     spec = uk.spec_for("lenet5", data)
     runtime = uk.Runtime.create("cpu", 1)
     for forget in ("random:0.1", "class:3"):
@@ -79,5 +106,15 @@ def main(method: str = "sfron", seeds: tuple[int, ...] = (0, 1, 2)) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "sfron",
-         tuple(int(s) for s in sys.argv[2].split(",")) if len(sys.argv) > 2 else (0, 1, 2))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--method", default="sfron")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument("--data", choices=("mnist", "distorted"), default="mnist")
+    parser.add_argument("--bench", type=Path, metavar="OUT", help="every method through uk.bench, written to OUT")
+    args = parser.parse_args()
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    if args.bench:
+        uk.bench(user_data(args.data == "distorted"), "lenet5", forget=("random:0.1", "class:3"), seeds=seeds,
+                 out=args.bench, runtime=uk.Runtime.create("cpu", 1))
+    else:
+        main(args.method, seeds, args.data == "distorted")

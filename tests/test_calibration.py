@@ -2,6 +2,7 @@
 memorised, backs off when a step size damages the model, and rejects bad settings in one line."""
 import copy
 import math
+import re
 
 import numpy as np
 import pytest
@@ -81,6 +82,20 @@ def test_it_stops_at_once_on_a_model_that_never_memorised_its_forget_set(digits,
     assert calibration["decision"].startswith("nothing to forget: at the start")
     assert result.details["updates"] == 0 and len(calibration["checks"]) == 1
     assert all(torch.equal(v, before[k]) for k, v in result.model.state_dict().items())
+
+
+def test_a_rank_rule_met_at_the_start_does_not_call_a_memorised_set_nothing_to_forget(digits):
+    """A model confident on nearly all data ranks D_f and held-out data alike, so the AUC rule is met at once,
+    while D_f's mean loss is a seventh of the held-out one: the run stops, but its decision says so."""
+    original = trained(digits, hidden=(64,))  # fitted on all of train: D_f is memorised
+    split = make_split("random:0.2", digits, seed=1)
+    result = unlearn(copy.deepcopy(original), split, "sfron", data=digits, runtime=_cpu(), criterion="auc")
+    calibration = result.details["calibration"]
+    start = calibration["checks"][0]
+    assert start["forget_loss"] < start["heldout_loss"] - start["loss_band"]
+    assert calibration["decision"].startswith("stopped at the start, membership AUC"), calibration["decision"]
+    assert "not yet like unseen data" in calibration["decision"] and result.details["updates"] == 0
+    assert verdict(original, result.model, split, digits, _cpu())["verdict"] == "not yet"
 
 
 def test_it_forgets_a_memorised_set_and_records_why():
@@ -174,6 +189,8 @@ def test_a_run_that_cannot_make_progress_leaves_the_model_unchanged():
     result = unlearn(copy.deepcopy(original), split, "ga", data=data, runtime=_cpu(), lr_scale=1e-7, criterion="auc")
     decision = result.details["calibration"]["decision"]
     assert "no more than noise of progress" in decision and "returned the model unchanged" in decision
+    auc, target = map(float, re.search(r"membership AUC ([\d.]+) > ([\d.]+)", decision).groups())
+    assert auc > target  # the decision states the comparison that holds, not the target's
     assert all(torch.equal(v, before[k]) for k, v in result.model.state_dict().items())
     assert result.details["updates"] > 0 and result.sample_passes > 0  # the spent budget is still counted
 

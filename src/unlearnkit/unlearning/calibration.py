@@ -217,15 +217,17 @@ class Calibrator:
         return self.stopped
 
     def _target(self, check: Check) -> str:
+        """The check against its criterion's target, with the comparison that holds (`<=` where met, `>` not)."""
+        at_most, at_least = ("<=", ">=") if check.met else (">", "<")
         if self.classwise:
-            return f"forget accuracy {check.forget_acc:.1f}% <= {self.hp['class_target']}%"
+            return f"forget accuracy {check.forget_acc:.1f}% {at_most} {self.hp['class_target']}%"
         q = self.hp["tail"]
-        return {"tail": f"{check.tail:.1%} of D_f below the held-out {q:.0%} quantile of φ "
-                        f">= {q - (self.tail_tolerance if check.step == 0 else self.stop_tail_tolerance):.1%}",
-                "auc": f"membership AUC {check.auc:.3f} <= "
+        return {"tail": f"{check.tail:.1%} of D_f below the held-out {q:.0%} quantile of φ {at_least} "
+                        f"{q - (self.tail_tolerance if check.step == 0 else self.stop_tail_tolerance):.1%}",
+                "auc": f"membership AUC {check.auc:.3f} {at_most} "
                        f"{0.5 + (self.tolerance if check.step == 0 else self.stop_tolerance):.3f}",
-                "error": f"forget accuracy {check.forget_acc:.1f}% <= held-out {check.heldout_acc:.1f}%",
-                "loss": f"forget loss {check.forget_loss:.3f} >= held-out {check.heldout_loss:.3f} − "
+                "error": f"forget accuracy {check.forget_acc:.1f}% {at_most} held-out {check.heldout_acc:.1f}%",
+                "loss": f"forget loss {check.forget_loss:.3f} {at_least} held-out {check.heldout_loss:.3f} − "
                         f"{check.loss_band:.3f}",
                 }[self.hp["criterion"]]
 
@@ -266,7 +268,7 @@ class Calibrator:
                 return False
         if check.met:
             if step == 0:
-                self.decision, self.chosen_step = f"nothing to forget: at the start, {self._target(check)}", 0
+                self.decision, self.chosen_step = self._start_decision(check), 0
             else:
                 where = self._refine(ctx, check)
                 self.decision, self.chosen_step = (f"target reached at step {step} ({self._target(check)}); kept "
@@ -282,6 +284,18 @@ class Calibrator:
         if last:
             self._spent(ctx, check)
         return False
+
+    def _start_decision(self, check: Check) -> str:
+        """Why a run met its target at step 0. "Nothing to forget" only where the mean loss agrees too (the
+        verdict's second signal): a rank statistic (AUC, tail) can be at chance on a model confident on nearly
+        all data while D_f's mean loss is far below the held-out one, and then this rule stops but the verdict
+        says "not yet"."""
+        target, loss_agrees = self._target(check), check.forget_loss >= check.heldout_loss - check.loss_band
+        if self.classwise or self.hp["criterion"] == "loss" or loss_agrees:
+            return f"nothing to forget: at the start, {target}"
+        return (f"stopped at the start, {target}: the '{self.hp['criterion']}' rule sees nothing to do, but the "
+                f"mean forget loss {check.forget_loss:.4f} is below the held-out {check.heldout_loss:.4f} by more "
+                f"than {check.loss_band:.4f}, so by the loss D_f is not yet like unseen data")
 
     def _distance(self, check: Check) -> float:
         """How far a check is from the target, in the units of its criterion (0 or less: there)."""
