@@ -112,9 +112,9 @@ if __name__ == "__main__":
     parser.add_argument("--data", choices=("mnist", "distorted"), default="mnist")
     parser.add_argument("--bench", type=Path, metavar="OUT", help="every method through uk.bench, written to OUT")
     args = parser.parse_args()
-    seeds = tuple(int(s) for s in args.seeds.split(","))
+    seeds, distorted = tuple(int(s) for s in args.seeds.split(",")), args.data == "distorted"
     if args.bench:
-        uk.bench(user_data(args.data == "distorted"), "lenet5", forget=("random:0.1", "class:3"), seeds=seeds,
-                 out=args.bench, runtime=uk.Runtime.create("cpu", 1))
+        uk.bench(user_data(distorted), "lenet5", forget=("random:0.1", "class:3"), seeds=seeds, out=args.bench,
+                 runtime=uk.Runtime.create("cpu", 1))
     else:
-        main(args.method, seeds, args.data == "distorted")
+        main(args.method, seeds, distorted)

@@ -60,6 +60,12 @@ def loss_tolerance(forget_losses, heldout_losses, z: float = 1.0) -> float:
     return z * math.sqrt(f.var().item() / len(f) + h.var().item() / len(h))
 
 
+
+def loss_reached(forget_loss: float, heldout_loss: float, band: float) -> bool:
+    """Whether the mean forget loss is at least the held-out mean, within `band` (a `loss_tolerance`): by the
+    loss, D_f looks like data the model never saw. The verdict's loss signal and the calibration's loss rule."""
+    return forget_loss >= heldout_loss - band
+
 # --- The verdict printed after every `forget` --------------------------------------------------------------
 
 DAMAGE_POINTS = 5.0  # accuracy lost on the data that stays beyond this is a damaged model
@@ -133,7 +139,7 @@ def verdict(original, unlearned, split, dataset, runtime, seed: int = 0, unrolli
         reason = f"forget accuracy {after['forget_acc']:.1f}% ({'<=' if gone else '>'} {CLASS_TARGET}%)"
     else:
         ranked = after["membership_auc"] <= 0.5 + tolerance
-        loss_met = after["forget_loss"] >= after["heldout_loss"] - after["loss_band"]
+        loss_met = loss_reached(after["forget_loss"], after["heldout_loss"], after["loss_band"])
         word = "forgotten" if ranked and loss_met else "not yet"
         reason = (f"membership AUC, forget vs held-out: {before['membership_auc']:.3f} -> "
                   f"{after['membership_auc']:.3f} ({'within' if ranked else 'above'} 0.5 + {tolerance:.3f}); mean "

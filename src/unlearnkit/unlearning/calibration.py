@@ -35,7 +35,14 @@ from typing import TYPE_CHECKING, Literal
 import torch
 import torch.nn.functional as F
 
-from ..evaluation.oracle_free import auc_tolerance, fixed_sample, loss_tolerance, membership_auc, tail_share
+from ..evaluation.oracle_free import (
+    auc_tolerance,
+    fixed_sample,
+    loss_reached,
+    loss_tolerance,
+    membership_auc,
+    tail_share,
+)
 from .params import Field, Params
 
 if TYPE_CHECKING:  # only for annotations: the context imports this module
@@ -204,7 +211,7 @@ class Calibrator:
         elif self.hp["criterion"] == "error":
             met = forget_acc <= heldout_acc
         else:
-            met = f_loss.mean().item() >= h_loss.mean().item() - band
+            met = loss_reached(f_loss.mean().item(), h_loss.mean().item(), band)
         return Check(step, ctx.sample_passes + ctx.forward_passes // 3, forget_acc, heldout_acc,
                      100 * r_ok.float().mean().item(), f_loss.mean().item(), h_loss.mean().item(), auc, tail, band,
                      met)
@@ -287,11 +294,11 @@ class Calibrator:
 
     def _start_decision(self, check: Check) -> str:
         """Why a run met its target at step 0. "Nothing to forget" only where the mean loss agrees too (the
-        verdict's second signal): a rank statistic (AUC, tail) can be at chance on a model confident on nearly
-        all data while D_f's mean loss is far below the held-out one, and then this rule stops but the verdict
-        says "not yet"."""
-        target, loss_agrees = self._target(check), check.forget_loss >= check.heldout_loss - check.loss_band
-        if self.classwise or self.hp["criterion"] == "loss" or loss_agrees:
+        verdict's second signal; under the loss rule it is the target itself): a rank statistic (AUC, tail) can
+        be at chance on a model confident on nearly all data while D_f's mean loss is far below the held-out one,
+        and then this rule stops but the verdict says "not yet"."""
+        target = self._target(check)
+        if self.classwise or loss_reached(check.forget_loss, check.heldout_loss, check.loss_band):
             return f"nothing to forget: at the start, {target}"
         return (f"stopped at the start, {target}: the '{self.hp['criterion']}' rule sees nothing to do, but the "
                 f"mean forget loss {check.forget_loss:.4f} is below the held-out {check.heldout_loss:.4f} by more "
