@@ -68,6 +68,13 @@ def test_a_users_data_runs_through_unlearn_verdict_and_evaluate(digits_as_user_d
     assert report["closing"]["avg_gap"] > 0.5 and report["closing"]["kl_forget"] > 0.5
     with pytest.raises(ConfigError, match="must be an nn.Module"):
         uk.evaluate("model.pt", oracle, split, data)
+    # printed, each says what it holds in one line, not every pixel, index and weight
+    assert repr(data) == ("ImageDataset('custom': 1437 train / 360 test, 10 classes, images (1, 8, 8) float32, "
+                          "recipe 15 epochs of batch 32 at lr 0.05)")
+    sizes = f"{len(split.forget)} forget / {len(split.remain)} remain"
+    assert repr(split) == f"ForgetSplit('class:3', seed 0: {sizes}, classes [3])"
+    assert repr(result).startswith(f"UnlearnResult('sfron': {result.steps} steps, ") and "\n" not in repr(result)
+    assert result.details["calibration"]["decision"] in repr(result)
 
 
 def test_the_bench_runs_on_a_dataset_object(digits_as_user_data, runtime, tmp_path):

@@ -375,3 +375,20 @@ def test_the_verdict_needs_both_signals_to_call_a_random_forget_set_forgotten():
     model, split, data = lookup_case(forget_errors=4)
     said = verdict(model, model, split, data, _cpu())
     assert said["verdict"] == "forgotten" and said["after"]["membership_auc"] == pytest.approx(0.5)
+
+
+def test_a_budget_sized_by_a_shorter_recipe_than_the_models_says_so_and_the_true_recipe_forgets():
+    """A model trained for 10 times the epochs of the recipe its budget is sized by (a user's own model, with no
+    recipe given) gets too few steps to forget a class: the decision says what the budget bought and from which
+    recipe, and names `recipe=`. Given the recipe it was trained with, the same call forgets."""
+    data = noise_dataset()
+    split = make_split("class:1", data)
+    short, long = RECIPE.with_overrides({"epochs": 6}), RECIPE.with_overrides({"epochs": 60})
+    original = trained(data, recipe=long)
+    runs = {name: unlearn(copy.deepcopy(original), split, "sfron", data=data, recipe=recipe, runtime=_cpu())
+            for name, recipe in (("short", short), ("long", long))}
+    told = runs["short"].details["calibration"]["decision"]
+    assert told.startswith("budget spent") and "the recipe's 6 epochs of batch 32" in told and "recipe=" in told
+    assert forget_accuracy(runs["short"].model, data, split) > 0.5
+    assert runs["long"].details["calibration"]["decision"].startswith("target reached")
+    assert forget_accuracy(runs["long"].model, data, split) <= 0.01

@@ -46,7 +46,7 @@ class Augment:
         return x
 
 
-@dataclass
+@dataclass(repr=False)
 class ImageDataset:
     """A train and a test part, each images (N, C, H, W) and int64 labels, with their preprocessing.
 
@@ -67,6 +67,11 @@ class ImageDataset:
     source: dict = field(default_factory=dict)
     recipe: TrainRecipe = GENERIC_RECIPE
     _fingerprint: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:  # a summary: the default would print every pixel
+        return (f"ImageDataset({self.name!r}: {len(self.train_labels)} train / {len(self.test_labels)} test, "
+                f"{self.num_classes} classes, images {self.image_shape} {str(self.train_images.dtype)[6:]}, "
+                f"recipe {self.recipe.epochs} epochs of batch {self.recipe.batch_size} at lr {self.recipe.lr:g})")
 
     @property
     def num_classes(self) -> int:

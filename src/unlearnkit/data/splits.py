@@ -21,7 +21,7 @@ from ..errors import SplitError
 KINDS = ("random", "class", "indices")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class ForgetSplit:
     """Forget and remain indices into the training set (sorted, disjoint, covering it)."""
 
@@ -37,6 +37,11 @@ class ForgetSplit:
                 and np.array_equal(self.forget, other.forget) and np.array_equal(self.remain, other.remain))
 
     __hash__ = None  # mutable arrays inside
+
+    def __repr__(self) -> str:  # a summary: the default would print every index
+        classes = f", classes {list(self.forgotten_classes)}" if self.forgotten_classes else ""
+        return (f"ForgetSplit({self.spec!r}, seed {self.seed}: {len(self.forget)} forget / {len(self.remain)} "
+                f"remain{classes})")
 
     @property
     def kind(self) -> str:

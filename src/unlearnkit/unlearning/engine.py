@@ -21,7 +21,7 @@ from .methods import METHODS
 from .task import Task
 
 
-@dataclass
+@dataclass(repr=False)
 class UnlearnResult:
     model: nn.Module
     method: str
@@ -34,6 +34,11 @@ class UnlearnResult:
     def record(self) -> dict[str, Any]:
         return {"method": self.method, "hyperparameters": self.hyperparameters, "wall_time_s": self.wall_time_s,
                 "sample_passes": self.sample_passes, "steps": self.steps, **self.details}
+
+    def __repr__(self) -> str:  # a summary: the default would print the model and every calibration check
+        decision = self.details.get("calibration", {}).get("decision")
+        return (f"UnlearnResult({self.method!r}: {self.steps} steps, {self.sample_passes} sample passes, "
+                f"{self.wall_time_s:.2f} s" + (f"; {decision}" if decision else "") + ")")
 
 
 def non_finite(model: nn.Module) -> list[str]:
