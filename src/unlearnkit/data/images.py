@@ -69,8 +69,9 @@ class ImageDataset:
     _fingerprint: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:  # a summary: the default would print every pixel
+        dtype = str(self.train_images.dtype).removeprefix("torch.")
         return (f"ImageDataset({self.name!r}: {len(self.train_labels)} train / {len(self.test_labels)} test, "
-                f"{self.num_classes} classes, images {self.image_shape} {str(self.train_images.dtype)[6:]}, "
+                f"{self.num_classes} classes, images {self.image_shape} {dtype}, "
                 f"recipe {self.recipe.epochs} epochs of batch {self.recipe.batch_size} at lr {self.recipe.lr:g})")
 
     @property

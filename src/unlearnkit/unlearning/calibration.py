@@ -336,18 +336,18 @@ class Calibrator:
     def _spent(self, ctx: Context, check: Check) -> None:
         """The budget ran out before the target: keep the weights, unless they show no more than noise of
         progress toward it, in which case the model goes back to its start."""
-        # What the budget bought, and from which recipe: a model trained longer than the recipe it is sized by
-        # (a user's own, with none given) gets a budget too small for the checks to find a step size.
-        recipe = ctx.recipe
-        self.decision, self.chosen_step = (
-            f"budget spent before the target (last check at step {check.step}; `budget` {self.hp['budget']:g} of a "
-            f"retraining by the recipe's {recipe.epochs} epochs of batch {recipe.batch_size} paid for {self.total} "
-            "steps: pass recipe= if the model was trained otherwise, or a larger budget)"), check.step
+        # Both outcomes say what the budget bought, and from which recipe: a model trained longer than the recipe
+        # it is sized by (a user's own, with none given) gets a budget too small for the checks to find a step size.
+        bought = (f"`budget` {self.hp['budget']:g} of a retraining by the recipe's {ctx.recipe.epochs} epochs of "
+                  f"batch {ctx.recipe.batch_size} paid for {self.total} steps: pass recipe= if the model was trained "
+                  "otherwise, or a larger budget")
+        self.decision, self.chosen_step = f"budget spent before the target (last check at step {check.step}; " \
+                                          f"{bought})", check.step
         if self.initial is not None and not self._progressed(self.checks[0], check):
             ctx.model.load_state_dict(self.initial)
             self.decision, self.chosen_step = (f"budget spent before the target, with no more than noise of progress "
                                                f"toward it ({self._target(check)} at step {check.step}): returned "
-                                               "the model unchanged"), 0
+                                               f"the model unchanged ({bought})"), 0
 
     def _progressed(self, start: Check, end: Check) -> bool:
         """Whether a run that ran out of budget moved toward its target by more than the statistic's noise. A
