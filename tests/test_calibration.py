@@ -94,8 +94,25 @@ def test_a_rank_rule_met_at_the_start_does_not_call_a_memorised_set_nothing_to_f
     start = calibration["checks"][0]
     assert start["forget_loss"] < start["heldout_loss"] - start["loss_band"]
     assert calibration["decision"].startswith("stopped at the start, membership AUC"), calibration["decision"]
-    assert "not yet like unseen data" in calibration["decision"] and result.details["updates"] == 0
+    assert "not yet like unseen data (criterion='loss' runs on until it is)" in calibration["decision"]
+    assert result.details["updates"] == 0
     assert verdict(original, result.model, split, digits, _cpu())["verdict"] == "not yet"
+
+
+@pytest.mark.parametrize("draw", [0, 1])
+def test_a_deletion_request_of_a_few_samples_is_judged_against_a_full_held_out_sample(digits, tmp_path, draw):
+    """Six training samples to forget: the held-out probe is not cut to D_f's size, since the held-out mean loss
+    sits in its few misclassified samples (16 of the 360 put it at a ninth of all of them, and SFR-on then found
+    nothing to forget on 3 of 4 such requests). SFR-on forgets, and the verdict on all the test split agrees."""
+    original = trained(digits, hidden=(64,))  # fitted on all of train: the six are memorised
+    path = tmp_path / "request.txt"
+    np.savetxt(path, np.random.default_rng(draw).choice(len(digits.train_labels), 6, replace=False), fmt="%d")
+    split = make_split(f"indices:{path}", digits)
+    result = unlearn(copy.deepcopy(original), split, "sfron", data=digits, runtime=_cpu())
+    calibration = result.details["calibration"]
+    assert calibration["probe_sizes"]["forget"] == 6 and calibration["probe_sizes"]["heldout"] >= 100
+    assert calibration["decision"].startswith("target reached"), calibration["decision"]
+    assert verdict(original, result.model, split, digits, _cpu())["verdict"] == "forgotten"
 
 
 def test_it_forgets_a_memorised_set_and_records_why():
@@ -158,9 +175,10 @@ def test_the_loss_rule_forgets_a_memorised_set_and_stops_before_it_overshoots_un
     assert "the most change before it" in calibration["decision"], calibration["decision"]
     after, _ = mean_losses(result.model, data, split)
     # The guard (guard_z 2, SFR-on's random default) holds the AUC within 2 standard errors of chance as the
-    # probes measure it (80 held-out samples here, not the test split's 400): its tolerance is the probes'.
-    # Without the guard the run would end at the overshoot, AUC 0.20.
-    assert after > 100 * forget and abs(auc_of(result.model, data, split) - 0.5) <= 2 * calibration["auc_tolerance"]
+    # probes measure it (216 held-out samples here, the budget's share, not the test split's 400): on the whole
+    # split, allow one more. Without the guard the run would end at the overshoot, AUC 0.20.
+    assert calibration["probe_sizes"]["heldout"] < len(data.test_labels)
+    assert after > 100 * forget and abs(auc_of(result.model, data, split) - 0.5) <= 3 * calibration["auc_tolerance"]
 
 
 def test_the_loss_rules_overshoot_guard_is_as_wide_as_guard_z():
@@ -222,7 +240,8 @@ def test_a_step_size_too_small_to_reach_the_target_grows_until_it_does():
     split = make_split("random:0.2", data, seed=0)
     original = trained(data, recipe=RECIPE.with_overrides({"epochs": 120, "lr": 0.1}))
     runs = {growth: unlearn(copy.deepcopy(original), split, "sfron", data=data, runtime=_cpu(), budget=1.0,
-                            lr_scale=0.03, max_growth=growth) for growth in (1.0, 256.0)}
+                            lr_scale=0.03, max_growth=growth, max_remain_drop=50.0)  # noise: see above
+            for growth in (1.0, 256.0)}
     fixed, grown = (runs[g].details["calibration"] for g in (1.0, 256.0))
     assert fixed["decision"].startswith("budget spent") and not fixed["backoffs"]
     assert auc_of(runs[1.0].model, data, split) > 0.9  # still recognised
@@ -288,7 +307,7 @@ def test_a_step_that_keeps_the_remain_accuracy_but_costs_the_held_out_accuracy_i
         return result.details["calibration"], heldout
 
     unguarded, heldout = run(100.0)  # the guard off: the forget error reaches the held-out error by wrecking both
-    assert unguarded["decision"].startswith("target reached") and heldout < 0.6
+    assert unguarded["decision"].startswith("target reached") and heldout < 0.85  # from 0.9
     guarded, heldout = run(5.0)
     assert "held-out accuracy fell from" in guarded["backoffs"][0] and "held-out accuracy fell" in guarded["decision"]
     assert heldout >= 0.85 and all(c["remain_acc"] == 100.0 for c in guarded["checks"])
