@@ -240,8 +240,8 @@ def test_a_step_size_too_small_to_reach_the_target_grows_until_it_does():
     split = make_split("random:0.2", data, seed=0)
     original = trained(data, recipe=RECIPE.with_overrides({"epochs": 120, "lr": 0.1}))
     runs = {growth: unlearn(copy.deepcopy(original), split, "sfron", data=data, runtime=_cpu(), budget=1.0,
-                            lr_scale=0.03, max_growth=growth, max_remain_drop=50.0)  # noise: see above
-            for growth in (1.0, 256.0)}
+                            lr_scale=0.03, max_growth=growth, max_remain_drop=50.0)  # memorised noise: forgetting
+            for growth in (1.0, 256.0)}  # some samples disturbs the rest (as above)
     fixed, grown = (runs[g].details["calibration"] for g in (1.0, 256.0))
     assert fixed["decision"].startswith("budget spent") and not fixed["backoffs"]
     assert auc_of(runs[1.0].model, data, split) > 0.9  # still recognised

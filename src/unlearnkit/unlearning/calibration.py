@@ -129,10 +129,11 @@ def forget_probe_size(ctx: Context) -> int:
     """Class-wise, the target is the forget accuracy itself, so its check reads as much of D_f as the budget
     allows (up to 4 × probe_samples): the verdict after the run, on all of D_f, then agrees with where the rule
     stopped. Otherwise as many as the held-out probe, or all of D_f where it holds fewer."""
+    heldout = probe_size(ctx)
     if ctx.split_kind == "class":
-        spare = _affordable(ctx) - 1.5 * probe_size(ctx)
-        return min(len(ctx.forget), max(probe_size(ctx), int(min(4 * ctx.hp["probe_samples"], spare))))
-    return min(len(ctx.forget), probe_size(ctx))
+        spare = _affordable(ctx) - 1.5 * heldout
+        return min(len(ctx.forget), max(heldout, int(min(4 * ctx.hp["probe_samples"], spare))))
+    return min(len(ctx.forget), heldout)
 
 
 def probe_reserve(ctx: Context) -> float:
