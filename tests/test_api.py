@@ -89,3 +89,35 @@ def test_the_bench_runs_on_a_dataset_object(digits_as_user_data, runtime, tmp_pa
     cells = json.loads((tmp_path / "bench" / "results.json").read_text())["cells"]
     assert cells and all(c["scenario"] == "mydigits-class3" for c in cells)
     assert np.isfinite(rows["sfron"]["avg_gap"])
+
+
+def test_a_table_runs_through_the_toolkit_with_the_users_own_model(runtime):
+    digits = uk.load_dataset("digits")
+    rows = Pairs(digits.train_images.flatten(1).numpy(), digits.train_labels.numpy())  # feature vectors, (64,)
+    test = Pairs(digits.test_images.flatten(1).numpy(), digits.test_labels.numpy())
+    with pytest.raises(DataError, match="not CHW \\(3 dimensions\\); for feature vectors pass layout='F'"):
+        uk.from_torch(rows, test)
+    with pytest.raises(ConfigError, match="feature vectors \\(layout='F'\\) take no augmentation"):
+        uk.from_torch(rows, test, layout="F", augment=uk.Augment(crop_padding=2))
+    data = uk.from_torch(rows, test, layout="F", normalize=True, recipe=FAST)
+    assert repr(data).startswith("ImageDataset('custom': 1437 train / 360 test, 10 classes, features (64,) float32")
+    assert data.train().batch(torch.arange(5))[0].shape == (5, 64)  # rows, as the user's model takes them
+
+    def users_model(seed):  # a plain MLP on (N, 64): it could not take (N, 64, 1, 1)
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+
+    original = uk.train(data, users_model(0), seed=0, runtime=runtime)
+    split = uk.make_split("class:3", data, seed=0)
+    oracle = uk.train(data, users_model(0), seed=0, split=split, runtime=runtime)
+    floor = uk.noise_floor(data, users_model(0), split, seed=0, runtime=runtime)
+    again = users_model(0)
+    assert uk.train(data, again, seed=0, runtime=runtime).path == original.path  # found in the store ...
+    weights = original.load_model().state_dict()  # ... and loaded into the module, as if trained in place
+    assert all(torch.equal(weights[k], v) for k, v in again.state_dict().items())
+    result = uk.unlearn(original.load_model(), split, "sfron", data=data, runtime=runtime)
+    # the checkpoints of a user's own module evaluate as a registered model's do: with the oracle's record
+    report = uk.evaluate(result, oracle, split, data, original=original, floor=floor, runtime=runtime)
+    assert 0 < report["cost_ratio"] < 0.5 and report["speedup"] > 1
+    assert report["forget_acc"] < 5 and min(report["closing"].values()) > 0.5
+    assert uk.verdict(original, result, split, data, runtime=runtime)["after"]["forget_acc"] == report["forget_acc"]

@@ -11,7 +11,7 @@ from unlearnkit.models import Ensemble, spec_for
 from unlearnkit.runtime import seed_everything
 from unlearnkit.training import accuracy, fit
 from unlearnkit.unlearning import exact
-from unlearnkit.unlearning.boundary import NearestWrongClass, _resized_linear
+from unlearnkit.unlearning.boundary import NearestWrongClass, _resized_linear, adversarial_examples
 from unlearnkit.unlearning.context import Context
 from unlearnkit.unlearning.engine import unlearn
 from unlearnkit.unlearning.exact import ShardPlan
@@ -58,6 +58,20 @@ def test_shrink_labels_are_the_adversarial_predictions(tiny_data, trained, runti
     assert (labels != batch.y).all()
     part.finish(ctx)
     assert ctx.state["attack_success_rate"] == 1.0
+
+
+def test_on_a_tables_rows_the_attack_is_neither_clamped_nor_rounded():
+    """Feature vectors (N, F) have no pixel range: one signed step of size bound in the rows' own units."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 3)
+    mean, std = torch.tensor([2.0, -1.0]), torch.tensor([0.5, 3.0])
+    x, y = torch.randn(6, 2), torch.randint(0, 3, (6,))
+    adv = adversarial_examples(model, x, y, mean, std, 0.3, pixels=False)
+    raw = (x * std + mean).requires_grad_(True)
+    F.cross_entropy(model((raw - mean) / std), y).backward()
+    expected = (raw.detach() + 0.3 * raw.grad.sign() - mean) / std
+    assert adv.shape == (6, 2) and torch.allclose(adv, expected, atol=1e-6)
+    assert (raw.detach() + 0.3 * raw.grad.sign()).abs().max() > 1  # outside [0, 1]: kept as it is
 
 
 def test_shrink_forgets_a_class(tiny_data, trained, runtime):

@@ -10,7 +10,7 @@ def __getattr__(name: str):
         from .unlearning.engine import unlearn
 
         return unlearn
-    if name in ("load_dataset", "make_split", "from_torch"):
+    if name in ("load_dataset", "make_split", "from_torch", "Augment"):
         from . import data
 
         return getattr(data, name)
@@ -28,5 +28,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'unlearnkit' has no attribute '{name}'")
 
 
-__all__ = ["unlearn", "load_dataset", "make_split", "from_torch", "train", "spec_for", "load_checkpoint", "Runtime",
-           "evaluate", "noise_floor", "verdict", "bench", "tune"]
+__all__ = ["unlearn", "load_dataset", "make_split", "from_torch", "Augment", "train", "spec_for", "load_checkpoint",
+           "Runtime", "evaluate", "noise_floor", "verdict", "bench", "tune"]

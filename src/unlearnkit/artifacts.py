@@ -6,6 +6,7 @@ renamed into place, so an interrupted run leaves nothing half-written.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import io
@@ -16,7 +17,7 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -105,10 +106,13 @@ def atomic_write_rows(path: Path, rows: list[dict]) -> None:
 
 @dataclass
 class Checkpoint:
-    """A saved model folder: weights, record and (when the model depends on one) its forget split."""
+    """A saved model folder: weights, record and (when the model depends on one) its forget split.
+    `architecture` is the user's own module it was trained as (`uk.train` with an nn.Module): `load_model()`
+    rebuilds a copy of it, as it rebuilds a registered model from its spec."""
 
     path: Path
     record: dict
+    architecture: nn.Module | None = field(default=None, repr=False, compare=False)
 
     @property
     def model_spec(self) -> ModelSpec:
@@ -122,8 +126,9 @@ class Checkpoint:
                                   f"in {RECORD}: {exc}") from None
 
     def load_model(self, model: nn.Module | None = None) -> nn.Module:
-        """Rebuild the registered model (or use `model`) and load the weights, checking they match."""
-        model = model if model is not None else self.model_spec.build()
+        """Rebuild the model (or use `model`) and load the weights, checking they match."""
+        if model is None:
+            model = copy.deepcopy(self.architecture) if self.architecture is not None else self.model_spec.build()
         load_weights(model, self.path / WEIGHTS)
         return model
 

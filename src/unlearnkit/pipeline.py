@@ -38,7 +38,8 @@ def train(dataset: ImageDataset, model: ModelSpec | nn.Module, recipe: TrainReci
     """Train the original model (no split) or the oracle (retrained on `split.remain`), or reuse a stored one.
 
     `model` is a registered model's spec, or any nn.Module (trained in place; a fresh copy per call is yours
-    to make). The oracle must be trained from the same initial state as a fresh original would be.
+    to make; the checkpoint's `load_model()` then rebuilds a copy of it). The oracle must be trained from the
+    same initial state as a fresh original would be.
     """
     runtime = runtime or Runtime.create()
     recipe = as_recipe(recipe, dataset.recipe)
@@ -71,8 +72,11 @@ def train(dataset: ImageDataset, model: ModelSpec | nn.Module, recipe: TrainReci
                   "threads": runtime.threads}
         return network, record, split
 
-    return stored_training(store, f"{kind}-{dataset.name}-{described['name'].replace(':', '-')}-{key}", key, force,
-                           run)
+    checkpoint = stored_training(store, f"{kind}-{dataset.name}-{described['name'].replace(':', '-')}-{key}", key,
+                                 force, run)
+    if isinstance(model, nn.Module):  # found in the store, it holds the stored weights too, as if trained in place
+        checkpoint.architecture = checkpoint.load_model(model)
+    return checkpoint
 
 
 def stored_training(store: Path, name: str, key: str, force: bool,

@@ -181,7 +181,8 @@ def member_dataset(dataset: ImageDataset, rows: np.ndarray) -> ImageDataset:
                          "loader": dataset.source.get("name")},
               "rows": content_key(index.tolist())}
     return ImageDataset(f"{dataset.name}-pool", images, labels, dataset.test_images, dataset.test_labels,
-                        list(dataset.classes), dataset.mean, dataset.std, dataset.augment, source, dataset.recipe)
+                        list(dataset.classes), dataset.mean, dataset.std, dataset.augment, source, dataset.recipe,
+                        dataset.vectors)
 
 
 # --------------------------------------------------------------------------------------------------- statistics

@@ -4,9 +4,11 @@ values stored in the repository, so that an accidental change to a method's numb
 With a fixed seed the cells are deterministic on one machine (the weights are byte-identical from run to run), but
 not across CPUs: another instruction set or BLAS kernel rounds differently and the training's small differences grow
 (measured on the digits cells between two x86 machines of this project: KL up to 9%, test accuracy up to 0.8
-points). The file therefore records the machine that wrote it; on that machine the test compares at a relative
-1e-4, elsewhere at CROSS_MACHINE, wide enough for rounding and narrow enough that a method that changes what it
-does (a class it no longer forgets, a KL that doubles) fails. Refresh the stored values when a change is intended:
+points). The file therefore holds one entry per machine that wrote it; on such a machine the test compares with its
+own entry at a relative 1e-4, elsewhere with the nearest entry at CROSS_MACHINE, wide enough for rounding and
+narrow enough that a method that changes what it does (a class it no longer forgets, a KL that doubles) fails.
+Refresh this machine's entry when a change is intended (the other machines' entries are kept, and must be
+refreshed on those machines if the change moves their figures too):
 
     python -m unlearnkit.bench.regression tests/expected/quick_bench.json
 """
@@ -68,6 +70,14 @@ def compute(store: Path) -> dict[str, dict[str, float]]:
     return values
 
 
+def entries(path: Path) -> list[dict]:
+    """The stored entries, each {"machine": ..., "cells": ...} (a file of one machine's cells is read as one)."""
+    if not path.exists():
+        return []
+    stored = json.loads(path.read_text())
+    return stored["machines"] if "machines" in stored else [stored]
+
+
 def main(argv: list[str] | None = None) -> None:
     import tempfile
 
@@ -76,9 +86,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("usage: python -m unlearnkit.bench.regression EXPECTED.json")
     with tempfile.TemporaryDirectory() as store:
         values = compute(Path(store))
-    stored = {"machine": machine(), "cells": values}
+    here = machine()
+    kept = [e for e in entries(Path(argv[0])) if e["machine"] != here]
+    stored = {"machines": [*kept, {"machine": here, "cells": values}]}
     atomic_write_text(Path(argv[0]), json.dumps(stored, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {len(values)} cells to {argv[0]}")
+    print(f"wrote {len(values)} cells for {here['cpu']} to {argv[0]} ({len(kept)} other machines kept)")
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ def _load_imagefolder(root=None, image_size: int = 32, channels: int = 3, test_f
                         Augment(crop_padding=max(1, image_size // 8), hflip=True))
 
 
-LAYOUTS = ("CHW", "HWC", "HW")
+LAYOUTS = ("CHW", "HWC", "HW", "F")
 
 
 def from_torch(train, test, classes: list[str] | None = None, name: str = "custom", augment: Augment = Augment(),
@@ -158,15 +158,18 @@ def from_torch(train, test, classes: list[str] | None = None, name: str = "custo
     """Materialise any map-style torch Datasets yielding (image, int label) in memory.
 
     Images are tensors or arrays laid out as `layout`: "CHW" (torch's convention), "HWC" (PIL and numpy
-    images) or "HW" (one channel). uint8 images are read as 0-255 pixels and scaled to [0, 1]; float images
-    are used as given. With `normalize=True` the per-channel mean and std of the training images are learned
-    and applied; otherwise none is (apply your own in the Dataset). Labels must be integers 0..K-1.
+    images) or "HW" (one channel); "F" is a feature vector (a table's row), which models are then given as
+    (N, F) batches, each feature normalised as a channel. uint8 images are read as 0-255 pixels and scaled to
+    [0, 1]; float images are used as given. With `normalize=True` the per-channel mean and std of the training
+    images are learned and applied; otherwise none is (apply your own in the Dataset). Labels must be integers 0..K-1.
     `recipe` is how models are trained on this data from scratch by default (a TrainRecipe or a dict of its
     fields; default `config.GENERIC_RECIPE`). `name` only labels records and tables: it never selects a
     recipe or any default.
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if layout == "F" and augment.active:
+        raise ConfigError("augment crops and flips images; feature vectors (layout='F') take no augmentation")
     recipe = as_recipe(recipe, GENERIC_RECIPE)
 
     def collect(ds, part):
@@ -185,11 +188,14 @@ def from_torch(train, test, classes: list[str] | None = None, name: str = "custo
             images = torch.stack([torch.as_tensor(a.astype(np.float32)) for a in arrays])
         except RuntimeError as exc:
             raise DataError(f"the {part} dataset must yield images of one shape: {exc}") from None
-        expected = 2 if layout == "HW" else 3
+        expected = len(layout)  # dimensions of one sample
         if images.dim() != expected + 1:
+            hint = "; for feature vectors pass layout='F'" if images.dim() == 2 else ""
             raise DataError(f"the {part} dataset yields images of shape {tuple(images.shape[1:])}, not {layout} "
-                            f"({expected} dimensions)")
-        if layout == "HW":
+                            f"({expected} dimension{'s' if expected > 1 else ''}){hint}")
+        if layout == "F":  # held as (F, 1, 1), as the bundled tables are, so that normalisation is per feature
+            images = images[:, :, None, None]
+        elif layout == "HW":
             images = images[:, None]
         elif layout == "HWC":
             images = images.permute(0, 3, 1, 2)
@@ -222,7 +228,8 @@ def from_torch(train, test, classes: list[str] | None = None, name: str = "custo
     channels = train_x.shape[1]
     mean, std = _channel_stats(train_x) if normalize else ((0.0,) * channels, (1.0,) * channels)
     return ImageDataset(name, train_x, train_y, test_x, test_y, classes, mean, std, augment,
-                        {"name": name, "root": None, "options": {"normalize": normalize}}, recipe)
+                        {"name": name, "root": None, "options": {"normalize": normalize, "layout": layout}}, recipe,
+                        vectors=layout == "F")
 
 
 DATASETS.register("digits", DatasetSpec(

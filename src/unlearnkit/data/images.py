@@ -52,7 +52,8 @@ class ImageDataset:
 
     Images are uint8 in [0, 255] or float in [0, 1]; `mean`/`std` normalise per channel.
     `source` records where the data came from, for the run record; `recipe` is how a model is trained on it
-    from scratch by default (the registered dataset's, or the one given to `from_torch`).
+    from scratch by default (the registered dataset's, or the one given to `from_torch`). `vectors` marks a
+    table held as (N, F, 1, 1): models are given its rows as (N, F), as a user's own model expects them.
     """
 
     name: str
@@ -66,12 +67,14 @@ class ImageDataset:
     augment: Augment = Augment()
     source: dict = field(default_factory=dict)
     recipe: TrainRecipe = GENERIC_RECIPE
+    vectors: bool = False
     _fingerprint: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:  # a summary: the default would print every pixel
         dtype = str(self.train_images.dtype).removeprefix("torch.")
+        shape = f"features ({self.image_shape[0]},)" if self.vectors else f"images {self.image_shape}"
         return (f"ImageDataset({self.name!r}: {len(self.train_labels)} train / {len(self.test_labels)} test, "
-                f"{self.num_classes} classes, images {self.image_shape} {dtype}, "
+                f"{self.num_classes} classes, {shape} {dtype}, "
                 f"recipe {self.recipe.epochs} epochs of batch {self.recipe.batch_size} at lr {self.recipe.lr:g})")
 
     @property
@@ -86,7 +89,7 @@ class ImageDataset:
     def fingerprint(self) -> str:
         """A content hash of all images and labels: runs are keyed on the data, not on its path."""
         if self._fingerprint is None:
-            digest = hashlib.sha256()
+            digest = hashlib.sha256(b"vectors" if self.vectors else b"")
             for t in (self.train_images, self.train_labels, self.test_images, self.test_labels):
                 t = t.detach().cpu().contiguous()
                 digest.update(str((t.dtype, tuple(t.shape))).encode())
@@ -124,7 +127,8 @@ class ImageDataset:
             x = x / 255.0
         mean = torch.tensor(self.mean, device=x.device)[None, :, None, None]
         std = torch.tensor(self.std, device=x.device)[None, :, None, None]
-        return (x - mean) / std
+        x = (x - mean) / std
+        return x.flatten(1) if self.vectors else x
 
 
 def _as_index(indices, n: int) -> Tensor:

@@ -29,15 +29,18 @@ ATTACKS = get_args(Attack)
 
 
 def adversarial_examples(model: nn.Module, x: Tensor, y: Tensor, mean: Tensor, std: Tensor, bound: float,
-                         attack: str = "fgsm", step: float = 8 / 255, iters: int = 5) -> Tensor:
+                         attack: str = "fgsm", step: float = 8 / 255, iters: int = 5, pixels: bool = True) -> Tensor:
     """L∞ adversarial examples of normalised images `x`, as both official codes build them: the attack works in
     pixel space [0, 1] (sign-gradient steps of the cross-entropy of the true labels, each projected onto the
     `bound` ball around the clean image, clamped to [0, 1] and rounded to 1/255), and the result is normalised
     again. FGSM is one step of size `bound`; PGD takes `iters` steps of `step` (no random start, as the authors'
-    code). `mean`/`std` are per-channel (C,) tensors; the model is used as it is (put it in eval mode)."""
+    code). `mean`/`std` are per-channel (C,) tensors; the model is used as it is (put it in eval mode).
+    `pixels=False` is for feature vectors (N, F), a table's rows: they have no pixel range, so the attack is
+    neither clamped to [0, 1] nor rounded to 1/255 (the official codes know only images)."""
     if attack not in ATTACKS:
         raise ConfigError(f"attack must be one of {', '.join(ATTACKS)}, got '{attack}'")
-    mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+    per_channel = (1, -1) + (1,) * (x.dim() - 2)
+    mean, std = mean.view(per_channel), std.view(per_channel)
     natural = (x * std + mean).detach()
     adv = natural.clone()
     step, iters = (bound, 1) if attack == "fgsm" else (step, iters)
@@ -47,7 +50,8 @@ def adversarial_examples(model: nn.Module, x: Tensor, y: Tensor, mean: Tensor, s
         (grad,) = torch.autograd.grad(loss, adv)
         adv = adv.detach() + step * grad.sign()
         adv = natural + (adv - natural).clamp(-bound, bound)
-        adv = torch.round(adv.clamp(0.0, 1.0) * 255) / 255
+        if pixels:
+            adv = torch.round(adv.clamp(0.0, 1.0) * 255) / 255
     return ((adv - mean) / std).detach()
 
 
@@ -79,7 +83,7 @@ class NearestWrongClass(ForgetPart):
         std = torch.tensor(ctx.dataset.std, device=batch.x.device)
         with ctx.runtime.autocast():
             adv = adversarial_examples(model, batch.x, batch.y, mean, std, hp["bound"], hp["attack"],
-                                       hp["attack_step"], hp["attack_iters"])
+                                       hp["attack_step"], hp["attack_iters"], pixels=not ctx.dataset.vectors)
             with torch.no_grad():
                 labels = model(adv).float().argmax(1)
         ctx.sample_passes += len(batch) * (1 if hp["attack"] == "fgsm" else hp["attack_iters"])

@@ -15,7 +15,8 @@ gradient method forgets, from signals a user has without retraining.
   bisected (`refine` halvings) for the point nearest the good end that still meets it: the least change that
   forgets, rather than wherever the check grid happened to land.
 - Safety: if the remain accuracy (on a fixed sample of D_r) falls more than `max_remain_drop` points below its
-  value at the start, or the held-out accuracy more than `max_heldout_drop` (the verdict's "model damaged"), the
+  value at the start, or the held-out accuracy more than `max_heldout_drop` (the verdict's "model damaged"; where
+  a probe of part of the held-out set is within `damage_z` standard errors of that, the whole set decides), the
   step size is too large for this problem: the rule rewinds to the last good check,
   clears the optimiser's momentum, halves the learning rate and goes on (at most `backoffs` times; then it stops
   at the last good check). An overshoot of the "auc" target (AUC below 0.5 by more than `auc_z` standard errors:
@@ -69,6 +70,9 @@ class CalibrationParams(Params):
                                                           "the run rewinds and backs off")
     max_heldout_drop: float = Field(5.0, ge=0, description="the held-out accuracy (of the retained classes, "
                                                            "class-wise) may fall this many points; beyond, the same")
+    damage_z: float = Field(1.0, ge=0, description="a held-out probe's drop within this many standard errors of "
+                                                   "max_heldout_drop is decided on the whole held-out set, as the "
+                                                   "verdict judges it (0: the probe decides alone)")
     backoffs: int = Field(3, ge=0, description="times a check that finds damage (or, 'auc', an overshoot below "
                                                "0.5) rewinds to the last good check and halves the step size "
                                                "before the run stops there")
@@ -103,6 +107,8 @@ class Check:
     tail: float
     loss_band: float
     met: bool
+    heldout_drop_se: float = 0.0  # standard error of the probe's held-out drop since the start, for the whole set
+    heldout_whole_drop: float | None = None  # the whole held-out set's drop, where the probe was too near the ceiling
 
 
 PROBE_SHARE = 0.3  # the checks may take at most this share of the budget
@@ -173,6 +179,7 @@ class Calibrator:
             keep = ~torch.isin(heldout.labels.cpu(), forgotten)
             heldout = heldout.__class__(heldout.dataset, heldout.part, heldout.indices[keep], False)
         self.heldout = fixed_sample(heldout, cap, ctx.seed + 2)
+        self.heldout_whole, self.heldout_ok_at_start, self.heldout_whole_at_start = heldout.eval(), None, None
         self.tolerance = auc_tolerance(len(self.forget), len(self.heldout), hp["auc_z"])
         tail_se = math.sqrt(hp["tail"] * (1 - hp["tail"]) / len(self.forget))
         self.tail_tolerance = hp["auc_z"] * tail_se
@@ -215,9 +222,41 @@ class Calibrator:
             met = forget_acc <= heldout_acc
         else:
             met = loss_reached(f_loss.mean().item(), h_loss.mean().item(), band)
+        se = self._drop_se(h_ok)
+        whole = None
+        if self.checks and se > 0 and self.initial is not None:
+            drop = self.checks[0].heldout_acc - heldout_acc
+            if self.hp["damage_z"] > 0 and abs(drop - self.hp["max_heldout_drop"]) <= self.hp["damage_z"] * se:
+                whole = self._whole_heldout_drop(ctx)
         return Check(step, ctx.sample_passes + ctx.forward_passes // 3, forget_acc, heldout_acc,
                      100 * r_ok.float().mean().item(), f_loss.mean().item(), h_loss.mean().item(), auc, tail, band,
-                     met)
+                     met, se, whole)
+
+    def _drop_se(self, heldout_ok: torch.Tensor) -> float:
+        """The standard error (points) of the probe's held-out accuracy change since the start, as an estimate of
+        the whole held-out set's: paired per sample, with the finite-population correction (0 for a probe that is
+        all of the set)."""
+        ok = heldout_ok.float().cpu()
+        if self.heldout_ok_at_start is None:
+            self.heldout_ok_at_start = ok
+        n = len(ok)
+        if n < 2:
+            return 0.0
+        change = ok - self.heldout_ok_at_start
+        share_unseen = max(0.0, 1 - n / len(self.heldout_whole))
+        return 100 * math.sqrt(change.var().item() / n * share_unseen)
+
+    def _whole_heldout_drop(self, ctx: Context) -> float:
+        """The held-out accuracy lost since the start on the whole held-out set, the verdict's measure of damage:
+        asked only where the probe's drop is within its noise of the ceiling, so that neither a probe that saw
+        too little damage nor one that saw too much decides alone. The start's figure is measured once, from the
+        weights at step 0."""
+        if self.heldout_whole_at_start is None:
+            now = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+            ctx.model.load_state_dict(self.initial)
+            self.heldout_whole_at_start = 100 * self._probe(ctx, self.heldout_whole)[1].float().mean().item()
+            ctx.model.load_state_dict(now)
+        return self.heldout_whole_at_start - 100 * self._probe(ctx, self.heldout_whole)[1].float().mean().item()
 
     def __call__(self, ctx: Context, step: int, last: bool = False) -> bool:
         """Check at step 0, every `every` steps and at the end; True means stop now (and at every later call)."""
@@ -255,6 +294,9 @@ class Calibrator:
             which, before, after = (("remain", start.remain_acc, check.remain_acc) if not self._keeps_remain(check)
                                     else ("held-out", start.heldout_acc, check.heldout_acc))
             damage = f"{which} accuracy fell from {before:.1f}% to {after:.1f}% at step {step}"
+            if which == "held-out" and check.heldout_whole_drop is not None:
+                damage += (f" (on the probe; {check.heldout_whole_drop:.1f} points on all "
+                           f"{len(self.heldout_whole)} held-out samples)")
             if not last and self._back_off(ctx, damage):
                 return False
             left = "no step left in the budget" if last else "no step size left to try"
@@ -401,9 +443,11 @@ class Calibrator:
 
     def _keeps_accuracy(self, check: Check) -> bool:
         """Whether the model is undamaged: the remain accuracy within `max_remain_drop` points of its start and the
-        held-out accuracy within `max_heldout_drop` (a model can keep fitting D_r while it stops generalising)."""
-        floor = self.checks[0].heldout_acc - self.hp["max_heldout_drop"]
-        return self._keeps_remain(check) and check.heldout_acc >= floor
+        held-out accuracy within `max_heldout_drop` (a model can keep fitting D_r while it stops generalising): on
+        the whole held-out set where the probe could not tell."""
+        drop = (check.heldout_whole_drop if check.heldout_whole_drop is not None
+                else self.checks[0].heldout_acc - check.heldout_acc)
+        return self._keeps_remain(check) and drop <= self.hp["max_heldout_drop"]
 
     def _bisect(self, ctx: Context, step: int, beyond) -> tuple[float, float, dict, dict]:
         """Bisect (`refine` halvings) the straight line from the last good check's weights (0) to the current ones
