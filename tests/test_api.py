@@ -118,6 +118,6 @@ def test_a_table_runs_through_the_toolkit_with_the_users_own_model(runtime):
     result = uk.unlearn(original.load_model(), split, "sfron", data=data, runtime=runtime)
     # the checkpoints of a user's own module evaluate as a registered model's do: with the oracle's record
     report = uk.evaluate(result, oracle, split, data, original=original, floor=floor, runtime=runtime)
-    assert 0 < report["cost_ratio"] < 0.5 and report["speedup"] > 1
+    assert 0 < report["cost_ratio"] < 0.5 and report["retrain_s"] > 0  # not NaN: the oracle's record came along
     assert report["forget_acc"] < 5 and min(report["closing"].values()) > 0.5
     assert uk.verdict(original, result, split, data, runtime=runtime)["after"]["forget_acc"] == report["forget_acc"]
