@@ -17,7 +17,7 @@ closing fractions in Avg.Gap and KL, and the cost as a share of one retraining's
         [--set KEY=VALUE ...] [--out DIR]
 
 `--set` gives every method a hyperparameter (a number), e.g. `--set damage_z=0` for the calibration's held-out
-guard without its allowance for the probe's sampling error.
+guard decided by its probe alone, never by the whole held-out set.
 """
 from __future__ import annotations
 

@@ -222,9 +222,11 @@ class Calibrator:
             met = forget_acc <= heldout_acc
         else:
             met = loss_reached(f_loss.mean().item(), h_loss.mean().item(), band)
+        if not self.checks:  # the start: what every later check's held-out change is paired with
+            self.heldout_ok_at_start = h_ok.float().cpu()
         se = self._drop_se(h_ok)
         whole = None
-        if self.checks and se > 0 and self.initial is not None:
+        if se > 0 and self.initial is not None:
             drop = self.checks[0].heldout_acc - heldout_acc
             if self.hp["damage_z"] > 0 and abs(drop - self.hp["max_heldout_drop"]) <= self.hp["damage_z"] * se:
                 whole = self._whole_heldout_drop(ctx)
@@ -237,8 +239,6 @@ class Calibrator:
         the whole held-out set's: paired per sample, with the finite-population correction (0 for a probe that is
         all of the set)."""
         ok = heldout_ok.float().cpu()
-        if self.heldout_ok_at_start is None:
-            self.heldout_ok_at_start = ok
         n = len(ok)
         if n < 2:
             return 0.0
@@ -251,12 +251,15 @@ class Calibrator:
         asked only where the probe's drop is within its noise of the ceiling, so that neither a probe that saw
         too little damage nor one that saw too much decides alone. The start's figure is measured once, from the
         weights at step 0."""
+        def accuracy() -> float:
+            return 100 * self._probe(ctx, self.heldout_whole)[1].float().mean().item()
+
         if self.heldout_whole_at_start is None:
             now = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
             ctx.model.load_state_dict(self.initial)
-            self.heldout_whole_at_start = 100 * self._probe(ctx, self.heldout_whole)[1].float().mean().item()
+            self.heldout_whole_at_start = accuracy()
             ctx.model.load_state_dict(now)
-        return self.heldout_whole_at_start - 100 * self._probe(ctx, self.heldout_whole)[1].float().mean().item()
+        return self.heldout_whole_at_start - accuracy()
 
     def __call__(self, ctx: Context, step: int, last: bool = False) -> bool:
         """Check at step 0, every `every` steps and at the end; True means stop now (and at every later call)."""
