@@ -336,6 +336,18 @@ def test_a_held_out_probe_too_near_the_ceiling_to_tell_is_decided_on_the_whole_h
     assert confirmed and all(abs(start - c["heldout_acc"] - 10.0) <= 2.0 * c["heldout_drop_se"] for c in confirmed)
 
 
+def test_kept_weights_the_whole_held_out_set_calls_damaged_step_back_toward_the_start():
+    """A probe can see a drop far from the ceiling when few of its samples flipped, so the band never asks the
+    whole set (damage_z near 0 here); the kept weights are asked once more on all of it, as the verdict will."""
+    settings = {"max_heldout_drop": 10.0, "probe_samples": 64, "lr_scale": 0.03, "max_growth": 1.0}
+    plain, plain_heldout = tied_table_run(**settings, damage_z=0.0)
+    assert plain_heldout < 0.9 - 0.10 and plain["verified"] is None
+    checked, heldout = tied_table_run(**settings, damage_z=1e-9)
+    assert all(c["heldout_whole_drop"] is None for c in checked["checks"][1:])  # the band asked nothing
+    assert checked["verified"]["heldout_whole_drop"] > 10.0 and 0 < checked["verified"]["kept_share"] < 1
+    assert "stepped back to" in checked["decision"] and 0.9 - 0.10 <= heldout < 0.9
+
+
 def test_without_calibration_the_whole_budget_runs():
     data = synthetic_dataset(n_train=300, n_test=150)
     split = make_split("class:1", data)

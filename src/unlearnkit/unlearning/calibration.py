@@ -23,7 +23,8 @@ gradient method forgets, from signals a user has without retraining.
   the forget set now looks *less* like training data than unseen data does, itself a tell) backs off the same
   way. So the step size adapts to the problem; the default is a large one that back-offs can bring down. Under the
   "loss" rule such an overshoot, met or not, ends the run at the most change before it (the last stretch bisected
-  for the furthest point still within the AUC band).
+  for the furthest point still within the AUC band). Last, where the probe is part of the held-out set, the kept
+  weights are asked on all of it; past `max_heldout_drop` there, they step back toward the start (`verify`).
 
 Every check, back-off, refinement and the decision are recorded in the run's details.
 """
@@ -72,7 +73,8 @@ class CalibrationParams(Params):
                                                            "class-wise) may fall this many points; beyond, the same")
     damage_z: float = Field(1.0, ge=0, description="a held-out probe's drop within this many standard errors of "
                                                    "max_heldout_drop is decided on the whole held-out set, as the "
-                                                   "verdict judges it (0: the probe decides alone)")
+                                                   "verdict judges it, and so are the kept weights (0: the probe "
+                                                   "decides alone)")
     backoffs: int = Field(3, ge=0, description="times a check that finds damage (or, 'auc', an overshoot below "
                                                "0.5) rewinds to the last good check and halves the step size "
                                                "before the run stops there")
@@ -193,6 +195,7 @@ class Calibrator:
         self.decision = "the whole budget ran (calibration off)"
         self.chosen_step = None
         self.stopped = False
+        self.verified: dict | None = None  # the kept weights on the whole held-out set (`verify`), where asked
 
     def _probe(self, ctx: Context, view) -> tuple[torch.Tensor, torch.Tensor]:
         scores, correct = ctx.task.probe(ctx, view)
@@ -535,6 +538,33 @@ class Calibrator:
             self.decision = f"target reached at {chosen:.3g} × the edit ({self._target(reached)})"
         self.stopped = True
 
+    def verify(self, ctx: Context) -> None:
+        """The kept weights, asked once more on the whole held-out set, as the verdict will judge them: a probe of
+        part of it can keep an edit whose drop it underestimates by more than its standard error suggests (few
+        samples flip, so their variance is poorly estimated). Where the whole set lost more than
+        `max_heldout_drop`, the weights step back along the straight line to the start (`refine` halvings) to the
+        furthest point it allows. Off with damage_z 0 (the probe decides alone), where the probe is the whole set,
+        and where the run kept its start."""
+        if (not self.hp["calibrate"] or self.hp["damage_z"] == 0 or self.initial is None
+                or len(self.heldout) >= len(self.heldout_whole)):
+            return
+        kept = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        if all(torch.equal(kept[k], self.initial[k]) for k in kept):
+            return
+        ceiling, drop = self.hp["max_heldout_drop"], self._whole_heldout_drop(ctx)
+        self.verified = {"heldout_whole_drop": drop, "kept_share": 1.0}
+        if drop <= ceiling:
+            return
+        low, high = 0.0, 1.0
+        for _ in range(self.hp["refine"]):
+            middle = (low + high) / 2
+            ctx.model.load_state_dict(_between(self.initial, kept, middle))
+            low, high = (middle, high) if self._whole_heldout_drop(ctx) <= ceiling else (low, middle)
+        ctx.model.load_state_dict(_between(self.initial, kept, low))
+        self.verified["kept_share"] = low
+        self.decision += (f"; then, on all {len(self.heldout_whole)} held-out samples, those weights had lost "
+                          f"{drop:.1f} points (> {ceiling:g}): stepped back to {low:.3g} of the way from the start")
+
     def _rewind(self, ctx: Context, reason: str) -> None:
         ctx.model.load_state_dict(self.previous)
         self.decision, self.chosen_step = reason, self.good.step
@@ -544,4 +574,4 @@ class Calibrator:
         return {"rule": rule, "decision": self.decision, "stopped_at_step": self.chosen_step,
                 "planned_steps": self.total, "auc_tolerance": self.tolerance, "backoffs": self.events,
                 "probe_sizes": {"forget": len(self.forget), "heldout": len(self.heldout), "remain": len(self.remain)},
-                "checks": [asdict(c) for c in self.checks]}
+                "checks": [asdict(c) for c in self.checks], "verified": self.verified}

@@ -85,6 +85,8 @@ class Method:
                                               / sum(m.numel() for m in mask.values()))
         try:
             self.geometry.run(ctx, self, mask)
+            if "calibrator" in ctx.state:  # before any part undoes its model surgery: the weights it checked
+                ctx.state["calibrator"].verify(ctx)
         finally:  # undo model surgery even when a run fails, so the caller can restore the weights
             for part in self.parts:
                 part.finish(ctx)
