@@ -16,6 +16,7 @@ from unlearnkit.data.splits import ForgetSplit
 from unlearnkit.errors import ConfigError
 from unlearnkit.evaluation.oracle_free import (
     auc_tolerance,
+    fixed_sample,
     logit_confidence,
     loss_tolerance,
     membership_auc,
@@ -271,41 +272,56 @@ def test_class_wise_a_saturated_model_forgets_because_the_step_size_grows():
 
 
 class TiedTable(torch.nn.Module):
-    """Logits from a trainable table row picked by the sample's id (its one pixel). The first 100 held-out samples
-    share the forget samples' rows and D_r has rows of its own: forgetting D_f costs those held-out samples and
-    leaves the remain accuracy where it was, a model that keeps fitting D_r while it stops generalising."""
+    """Logits from a trainable table row picked by the sample's id (its one pixel), through `row`: samples that
+    share a row with a forget sample move with it, so forgetting D_f costs them."""
 
-    def __init__(self, rows: torch.Tensor, n_train: int):
+    def __init__(self, rows: torch.Tensor, row: torch.Tensor):
         super().__init__()
         self.table = torch.nn.Parameter(rows.clone())
-        row = torch.arange(n_train + 200)
-        row[n_train:n_train + 100] = torch.arange(100)
-        row[n_train + 100:] = torch.arange(n_train, n_train + 100)
         self.register_buffer("row", row)
 
     def forward(self, x):
         return self.table[self.row[x.reshape(len(x), -1)[:, 0].round().long()]]
 
 
-def tied_table_run(**settings) -> tuple[dict, float]:
-    """GA on the tied table (criterion 'error', which it can never meet: D_f and the tied held-out samples move
-    together): the calibration's record and the accuracy on the whole held-out set at the end."""
-    n_train = 200  # the first 100 are D_f
-    recipe = TrainRecipe(epochs=10, batch_size=20, lr=100.0, momentum=0.0, weight_decay=0.0, augment=False)
-    ids = torch.arange(n_train + 200).float().view(-1, 1, 1, 1)
-    data = ImageDataset("tied", ids[:n_train], torch.zeros(n_train, dtype=torch.long), ids[n_train:],
+N_TRAIN = 200  # the first 100 are D_f
+TIED_RECIPE = TrainRecipe(epochs=10, batch_size=20, lr=100.0, momentum=0.0, weight_decay=0.0, augment=False)
+
+
+def tied_table() -> tuple[ImageDataset, ForgetSplit, torch.Tensor]:
+    """200 training samples (D_f the first 100) and 200 held-out ones, one class; a row of logits per training
+    sample and 100 for the held-out samples to map onto, the last 20 of them wrong."""
+    ids = torch.arange(N_TRAIN + 200).float().view(-1, 1, 1, 1)
+    data = ImageDataset("tied", ids[:N_TRAIN], torch.zeros(N_TRAIN, dtype=torch.long), ids[N_TRAIN:],
                         torch.zeros(200, dtype=torch.long), ["a", "b"], (0.0,), (1.0,),
-                        source={"name": "tied", "root": None, "options": {}}, recipe=recipe)
-    rows = torch.tensor([[3.0, 0.0]]).repeat(n_train + 100, 1)
-    jitter = torch.linspace(0, 1, n_train + 100)  # distinct confidences, so that the AUC has no ties
-    rows[:, 0] += jitter[torch.randperm(n_train + 100, generator=torch.Generator().manual_seed(0))]
-    rows[n_train + 80:] = torch.tensor([0.0, 3.0])  # 20 held-out samples of their own are wrong: 90% held-out accuracy
-    split = ForgetSplit("indices", 0, np.arange(100), np.arange(100, n_train), dataset=data)
-    result = unlearn(TiedTable(rows, n_train), split, "ga", data=data, recipe=recipe, runtime=_cpu(),
+                        source={"name": "tied", "root": None, "options": {}}, recipe=TIED_RECIPE)
+    rows = torch.tensor([[3.0, 0.0]]).repeat(N_TRAIN + 100, 1)
+    jitter = torch.linspace(0, 1, N_TRAIN + 100)  # distinct confidences, so that the AUC has no ties
+    rows[:, 0] += jitter[torch.randperm(N_TRAIN + 100, generator=torch.Generator().manual_seed(0))]
+    rows[N_TRAIN + 80:] = torch.tensor([0.0, 3.0])
+    return data, ForgetSplit("indices", 0, np.arange(100), np.arange(100, N_TRAIN), dataset=data), rows
+
+
+def tied_run(row: torch.Tensor, **settings) -> tuple[dict, torch.Tensor]:
+    """GA on the tied table (criterion 'error': D_f's error reaches the held-out error): the calibration's
+    record and which of all the samples (training, then held-out) the kept model gets right."""
+    data, split, rows = tied_table()
+    result = unlearn(TiedTable(rows, row), split, "ga", data=data, recipe=TIED_RECIPE, runtime=_cpu(),
                      **{"budget": 10.0, "lr_scale": 1.0, "clip": 0.0, "criterion": "error", **settings})
     with torch.no_grad():
-        heldout = (result.model(data.test_images).argmax(1) == 0).double().mean().item()
-    return result.details["calibration"], heldout
+        right = result.model(torch.arange(N_TRAIN + 200).float().view(-1, 1, 1, 1)).argmax(1) == 0
+    return result.details["calibration"], right
+
+
+def tied_table_run(**settings) -> tuple[dict, float]:
+    """The first 100 held-out samples share the forget samples' rows: forgetting D_f costs them and leaves the
+    remain accuracy where it was, a model that keeps fitting D_r while it stops generalising. The record and the
+    accuracy on the whole held-out set at the end."""
+    row = torch.arange(N_TRAIN + 200)
+    row[N_TRAIN:N_TRAIN + 100] = torch.arange(100)
+    row[N_TRAIN + 100:] = torch.arange(N_TRAIN, N_TRAIN + 100)
+    calibration, right = tied_run(row, **settings)
+    return calibration, right[N_TRAIN:].double().mean().item()
 
 
 def test_a_step_that_keeps_the_remain_accuracy_but_costs_the_held_out_accuracy_is_rewound():
@@ -344,8 +360,35 @@ def test_kept_weights_the_whole_held_out_set_calls_damaged_step_back_toward_the_
     assert plain_heldout < 0.9 - 0.10 and plain["verified"] is None
     checked, heldout = tied_table_run(**settings, damage_z=1e-9)
     assert all(c["heldout_whole_drop"] is None for c in checked["checks"][1:])  # the band asked nothing
-    assert checked["verified"]["heldout_whole_drop"] > 10.0 and 0 < checked["verified"]["kept_share"] < 1
+    assert checked["verified"]["drops"]["held-out"] > 10.0 and 0 < checked["verified"]["kept_share"] < 1
+    assert checked["verified"]["not_verified"].startswith("D_r: the budget left does not pay")
     assert "stepped back to" in checked["decision"] and 0.9 - 0.10 <= heldout < 0.9
+
+
+def test_kept_weights_that_cost_d_r_more_than_its_ceiling_step_back_where_the_budget_pays_for_the_check():
+    """Five samples of D_r that the remain probe does not hold share rows with the forget samples the ascent flips
+    first: the probe sees D_r intact, all of D_r sees 5 points lost. The kept weights are asked on all of D_r when
+    the budget left pays for it (here, a large budget the rule stops early in)."""
+    data, split, rows = tied_table()
+    probe = set(fixed_sample(data.train(split.remain), 32, 1).indices.tolist())  # the remain probe (seed 0 + 1)
+    outside = [i for i in range(100, N_TRAIN) if i not in probe][:5]
+    first = torch.argsort(rows[:100, 0])[:5]  # the least confident forget rows: the first the ascent flips
+    row = torch.arange(N_TRAIN + 200)
+    row[N_TRAIN:] = N_TRAIN + torch.arange(200) % 100  # the held-out samples on rows of their own: 80% right
+    row[torch.tensor(outside)] = first
+    settings = {"probe_samples": 64, "lr_scale": 0.3, "max_growth": 1.0}
+
+    def remain_lost(right: torch.Tensor) -> int:  # points of D_r's accuracy: D_r holds 100 samples
+        return int((~right[100:N_TRAIN]).sum())
+
+    plain, plain_right = tied_run(row, damage_z=0.0, **settings)
+    assert remain_lost(plain_right) > 3 and all(c["remain_acc"] == 100.0 for c in plain["checks"])
+    checked, right = tied_run(row, **settings)  # a budget of 10 retrainings, the target met within a fifth of it
+    assert checked["verified"]["drops"]["remain"] > 3.0 and checked["verified"]["not_verified"] is None
+    assert "on 100 remain samples (> 3)" in checked["decision"] and 0 < checked["verified"]["kept_share"] < 1
+    assert remain_lost(right) <= 3
+    spent, spent_right = tied_run(row, **{**settings, "budget": 2.0})  # nearly all of it spent: D_r is not asked
+    assert spent["verified"]["not_verified"].startswith("D_r") and remain_lost(spent_right) > 3
 
 
 def test_without_calibration_the_whole_budget_runs():

@@ -23,8 +23,9 @@ gradient method forgets, from signals a user has without retraining.
   the forget set now looks *less* like training data than unseen data does, itself a tell) backs off the same
   way. So the step size adapts to the problem; the default is a large one that back-offs can bring down. Under the
   "loss" rule such an overshoot, met or not, ends the run at the most change before it (the last stretch bisected
-  for the furthest point still within the AUC band). Last, where the probe is part of the held-out set, the kept
-  weights are asked on all of it; past `max_heldout_drop` there, they step back toward the start (`verify`).
+  for the furthest point still within the AUC band). Last, the kept weights are asked on all of the held-out set,
+  and on D_r (up to 5,000 samples) where the budget left pays for it; past a ceiling there, they step back
+  toward the start (`verify`).
 
 Every check, back-off, refinement and the decision are recorded in the run's details.
 """
@@ -38,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ..evaluation.oracle_free import (
+    REMAIN_SAMPLE,
     auc_tolerance,
     fixed_sample,
     loss_reached,
@@ -73,8 +75,8 @@ class CalibrationParams(Params):
                                                            "class-wise) may fall this many points; beyond, the same")
     damage_z: float = Field(1.0, ge=0, description="a held-out probe's drop within this many standard errors of "
                                                    "max_heldout_drop is decided on the whole held-out set, as the "
-                                                   "verdict judges it, and so are the kept weights (0: the probe "
-                                                   "decides alone)")
+                                                   "verdict judges it, and so are the kept weights, on D_r too where "
+                                                   "the budget pays (0: the probes decide alone)")
     backoffs: int = Field(3, ge=0, description="times a check that finds damage (or, 'auc', an overshoot below "
                                                "0.5) rewinds to the last good check and halves the step size "
                                                "before the run stops there")
@@ -181,7 +183,9 @@ class Calibrator:
             keep = ~torch.isin(heldout.labels.cpu(), forgotten)
             heldout = heldout.__class__(heldout.dataset, heldout.part, heldout.indices[keep], False)
         self.heldout = fixed_sample(heldout, cap, ctx.seed + 2)
-        self.heldout_whole, self.heldout_ok_at_start, self.heldout_whole_at_start = heldout.eval(), None, None
+        self.heldout_whole, self.heldout_ok_at_start = heldout.eval(), None
+        self.remain_whole = fixed_sample(ctx.remain, REMAIN_SAMPLE, ctx.seed)  # the verdict's share of D_r
+        self.whole_at_start: dict[str, float] = {}  # accuracy at the start on each set `_drop` reads in full
         self.tolerance = auc_tolerance(len(self.forget), len(self.heldout), hp["auc_z"])
         tail_se = math.sqrt(hp["tail"] * (1 - hp["tail"]) / len(self.forget))
         self.tail_tolerance = hp["auc_z"] * tail_se
@@ -252,17 +256,21 @@ class Calibrator:
     def _whole_heldout_drop(self, ctx: Context) -> float:
         """The held-out accuracy lost since the start on the whole held-out set, the verdict's measure of damage:
         asked only where the probe's drop is within its noise of the ceiling, so that neither a probe that saw
-        too little damage nor one that saw too much decides alone. The start's figure is measured once, from the
-        weights at step 0."""
-        def accuracy() -> float:
-            return 100 * self._probe(ctx, self.heldout_whole)[1].float().mean().item()
+        too little damage nor one that saw too much decides alone."""
+        return self._drop(ctx, "held-out", self.heldout_whole)
 
-        if self.heldout_whole_at_start is None:
+    def _drop(self, ctx: Context, name: str, view) -> float:
+        """The accuracy (points) lost on all of `view` since the start; the start's figure is measured once, from
+        the weights at step 0."""
+        def accuracy() -> float:
+            return 100 * self._probe(ctx, view)[1].float().mean().item()
+
+        if name not in self.whole_at_start:
             now = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
             ctx.model.load_state_dict(self.initial)
-            self.heldout_whole_at_start = accuracy()
+            self.whole_at_start[name] = accuracy()
             ctx.model.load_state_dict(now)
-        return self.heldout_whole_at_start - accuracy()
+        return self.whole_at_start[name] - accuracy()
 
     def __call__(self, ctx: Context, step: int, last: bool = False) -> bool:
         """Check at step 0, every `every` steps and at the end; True means stop now (and at every later call)."""
@@ -539,31 +547,55 @@ class Calibrator:
         self.stopped = True
 
     def verify(self, ctx: Context) -> None:
-        """The kept weights, asked once more on the whole held-out set, as the verdict will judge them: a probe of
-        part of it can keep an edit whose drop it underestimates by more than its standard error suggests (few
-        samples flip, so their variance is poorly estimated). Where the whole set lost more than
-        `max_heldout_drop`, the weights step back along the straight line to the start (`refine` halvings) to the
-        furthest point it allows. Off with damage_z 0 (the probe decides alone), where the probe is the whole set,
-        and where the run kept its start."""
-        if (not self.hp["calibrate"] or self.hp["damage_z"] == 0 or self.initial is None
-                or len(self.heldout) >= len(self.heldout_whole)):
+        """The kept weights, asked once more on the sets the verdict will judge them on: the whole held-out set,
+        and D_r (up to the verdict's 5,000 samples) where the budget left pays for it. A probe of part of a set can
+        keep an edit whose drop it underestimates by more than its standard error suggests (few samples flip, so
+        their variance is poorly estimated). Where a set lost more than its ceiling (`max_heldout_drop`,
+        `max_remain_drop`), the weights step back along the straight line to the start (`refine` halvings) to the
+        furthest point both allow. Off with damage_z 0 (the probes decide alone), for a set its probe already
+        covers, and where the run kept its start."""
+        if not self.hp["calibrate"] or self.hp["damage_z"] == 0 or self.initial is None:
             return
         kept = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
         if all(torch.equal(kept[k], self.initial[k]) for k in kept):
             return
-        ceiling, drop = self.hp["max_heldout_drop"], self._whole_heldout_drop(ctx)
-        self.verified = {"heldout_whole_drop": drop, "kept_share": 1.0}
-        if drop <= ceiling:
+        sets, skipped = {}, None
+        if len(self.heldout) < len(self.heldout_whole):
+            sets["held-out"] = (self.heldout_whole, self.hp["max_heldout_drop"])
+        if len(self.remain) < len(self.remain_whole):
+            if self._affords(ctx, [view for view, _ in sets.values()] + [self.remain_whole]):
+                sets["remain"] = (self.remain_whole, self.hp["max_remain_drop"])
+            else:
+                skipped = f"D_r: the budget left does not pay for {len(self.remain_whole)} samples of it"
+        self.verified = {"drops": {}, "samples": {name: len(view) for name, (view, _) in sets.items()},
+                         "kept_share": 1.0, "not_verified": skipped}
+        if not sets:
+            return
+
+        def damage() -> tuple[dict[str, float], dict[str, float]]:
+            """The sets past their ceilings at the weights now, and every set's drop."""
+            drops = {name: self._drop(ctx, name, view) for name, (view, _) in sets.items()}
+            return {name: drop for name, drop in drops.items() if drop > sets[name][1]}, drops
+
+        found, self.verified["drops"] = damage()
+        if not found:
             return
         low, high = 0.0, 1.0
         for _ in range(self.hp["refine"]):
             middle = (low + high) / 2
             ctx.model.load_state_dict(_between(self.initial, kept, middle))
-            low, high = (middle, high) if self._whole_heldout_drop(ctx) <= ceiling else (low, middle)
+            low, high = (low, middle) if damage()[0] else (middle, high)
         ctx.model.load_state_dict(_between(self.initial, kept, low))
         self.verified["kept_share"] = low
-        self.decision += (f"; then, on all {len(self.heldout_whole)} held-out samples, those weights had lost "
-                          f"{drop:.1f} points (> {ceiling:g}): stepped back to {low:.3g} of the way from the start")
+        lost = ", ".join(f"{drop:.1f} points on {len(sets[name][0])} {name} samples (> {sets[name][1]:g})"
+                         for name, drop in found.items())
+        self.decision += f"; then those weights had lost {lost}: stepped back to {low:.3g} of the way from the start"
+
+    def _affords(self, ctx: Context, views: list) -> bool:
+        """Whether the budget left pays for the verification's passes over `views` at its most: the start, the
+        kept weights and `refine` steps back (forward passes, a third of a sample pass each)."""
+        left = self.hp["budget"] * ctx.recipe.epochs * len(ctx.remain) - ctx.sample_passes - ctx.forward_passes / 3
+        return (2 + self.hp["refine"]) * sum(len(view) for view in views) / 3 <= left
 
     def _rewind(self, ctx: Context, reason: str) -> None:
         ctx.model.load_state_dict(self.previous)
