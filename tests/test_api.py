@@ -121,3 +121,22 @@ def test_a_table_runs_through_the_toolkit_with_the_users_own_model(runtime):
     assert 0 < report["cost_ratio"] < 0.5 and report["retrain_s"] > 0  # not NaN: the oracle's record came along
     assert report["forget_acc"] < 5 and min(report["closing"].values()) > 0.5
     assert uk.verdict(original, result, split, data, runtime=runtime)["after"]["forget_acc"] == report["forget_acc"]
+
+
+def test_the_bench_takes_the_users_own_module_as_a_template(runtime, tmp_path):
+    digits = uk.load_dataset("digits")
+    rows = Pairs(digits.train_images.flatten(1).numpy(), digits.train_labels.numpy())
+    test = Pairs(digits.test_images.flatten(1).numpy(), digits.test_labels.numpy())
+    data = uk.from_torch(rows, test, layout="F", normalize=True, recipe=FAST, name="rows")
+    torch.manual_seed(0)
+    template = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    untouched = {k: v.clone() for k, v in template.state_dict().items()}
+    result = uk.bench(data, template, forget=["class:3"], methods=["ga"], seeds=[0], runtime=runtime,
+                      out=tmp_path / "bench", store=tmp_path / "store")
+    assert all(torch.equal(untouched[k], v) for k, v in template.state_dict().items())  # copies trained, not it
+    rows = {r["method"]: r for r in result["summary"]["rows-class3"]}
+    assert rows["ga"]["forget_acc"] < 5 and rows["Original"]["forget_acc"] > 90
+    assert "custom:Sequential" in (tmp_path / "bench" / "results.md").read_text()
+    originals = sorted(p.name for p in (tmp_path / "store" / "models").iterdir())
+    assert len(originals) == 3 and all("custom-Sequential" in name for name in originals)  # original, RT, RT′
+

@@ -94,13 +94,13 @@ def verdict(original, unlearned, split: ForgetSplit, data: ImageDataset | None =
     return judge(before.to(runtime.device), after.to(runtime.device), split, data, runtime, seed)
 
 
-def tune(data: ImageDataset, model: str | ModelSpec, methods: list[str], forget: tuple[str, ...] | list[str] = (
-         "random:0.1",), seeds: tuple[int, ...] | list[int] = (100,), recipe: TrainRecipe | dict | None = None,
-         max_trials: int = 20, max_cost: float = 0.5, out: Path | None = None, store: Path | None = None,
-         runtime: Runtime | None = None) -> dict:
+def tune(data: ImageDataset, model: str | ModelSpec | nn.Module, methods: list[str],
+         forget: tuple[str, ...] | list[str] = ("random:0.1",), seeds: tuple[int, ...] | list[int] = (100,),
+         recipe: TrainRecipe | dict | None = None, max_trials: int = 20, max_cost: float = 0.5,
+         out: Path | None = None, store: Path | None = None, runtime: Runtime | None = None) -> dict:
     """`unlearnkit tune` on a user's own dataset object: Optuna's TPE over each method's declared grid, against
     the oracle on the tuning `seeds` (none of which may be a reported one). Returns what `bench.tuning.tune`
-    returns (the best settings per scenario and method, every trial)."""
+    returns (the best settings per scenario and method, every trial). `model` is as for `bench`."""
     from .artifacts import writable_store
     from .bench.scenarios import on_objects
     from .bench.tuning import tune as run
@@ -111,14 +111,15 @@ def tune(data: ImageDataset, model: str | ModelSpec, methods: list[str], forget:
                max_trials, max_cost, provided=provided)
 
 
-def bench(data: ImageDataset, model: str | ModelSpec, forget: tuple[str, ...] | list[str] = ("random:0.1",),
+def bench(data: ImageDataset, model: str | ModelSpec | nn.Module, forget: tuple[str, ...] | list[str] = ("random:0.1",),
           methods: list[str] | None = None, seeds: tuple[int, ...] | list[int] = (0, 1, 2),
           recipe: TrainRecipe | dict | None = None, out: Path | None = None, store: Path | None = None,
           runtime: Runtime | None = None, mia: str = "mia_entropy") -> dict:
     """The bench on a user's own dataset object: for each forget spec, the original, the oracle and the noise
     floor (trained or found in the store), every method at its defaults, the tables, the HTML report and each
-    scenario's verdict in words. `model` is a registered model name or a ModelSpec (the bench builds a fresh one
-    per seed). Returns what `bench.bench` returns."""
+    scenario's verdict in words. `model` is a registered model name, a ModelSpec, or your own nn.Module, left
+    as it is: the bench trains a copy of it per model, re-initialised under that model's seed (each layer's
+    `reset_parameters`). Returns what `bench.bench` returns."""
     from .bench import bench_on
 
     return bench_on(data, model, forget, methods, seeds, recipe, out, store, runtime, mia)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from torch import nn
+
 from ..artifacts import Checkpoint, atomic_write_text, content_key, finite_json, versions, writable_store
 from ..config import TrainRecipe, as_recipe
 from ..data import DATASETS, load_dataset, make_split
@@ -29,6 +31,7 @@ from ..models import ModelSpec, spec_for
 from ..pipeline import describe_model, train
 from ..runtime import Runtime
 from ..unlearning.engine import unlearn
+from ..unlearning.forgetting import fresh_copy
 from ..unlearning.methods import METHODS
 from .scenarios import BenchConfig, Scenario
 
@@ -148,7 +151,9 @@ def reference_models(scenarios: list[Scenario], loaded: dict[str, tuple], seeds:
                      store: Path, executor: Executor, second_offset: int | None = None
                      ) -> dict[tuple[str, int], References]:
     """Per (scenario, seed): the split, and the original and its oracle trained or found in the store (and a
-    second oracle with seed + `second_offset`, when given), every distinct model by one job."""
+    second oracle with seed + `second_offset`, when given), every distinct model by one job. A user's own module
+    is a template: each model trains a copy of it re-initialised under its seed, so the oracle starts where its
+    original did and the second oracle elsewhere, as a registered model's would."""
     splits = {(s.name, seed): _without_data(make_split(s.forget, loaded[s.name][0], seed))
               for s in scenarios for seed in seeds}
     wanted: dict[tuple, dict] = {}
@@ -156,15 +161,22 @@ def reference_models(scenarios: list[Scenario], loaded: dict[str, tuple], seeds:
         dataset, model, recipe = loaded[s.name]
         for seed in seeds:
             split = splits[s.name, seed]
-            base = {"dataset": dataset, "model": model, "recipe": recipe, "runtime": runtime, "store": store}
-            wanted[s.name, seed, "original"] = {**base, "seed": seed, "split": None}
-            wanted[s.name, seed, "oracle"] = {**base, "seed": seed, "split": split}
+            base = {"dataset": dataset, "recipe": recipe, "runtime": runtime, "store": store}
+            wanted[s.name, seed, "original"] = {**base, "model": _initial(model, seed), "seed": seed, "split": None}
+            wanted[s.name, seed, "oracle"] = {**base, "model": _initial(model, seed), "seed": seed, "split": split}
             if second_offset is not None:
-                wanted[s.name, seed, "second"] = {**base, "seed": seed + second_offset, "split": split}
+                wanted[s.name, seed, "second"] = {**base, "model": _initial(model, seed + second_offset),
+                                                  "seed": seed + second_offset, "split": split}
     trained = train_distinct(wanted, executor)
     return {(s.name, seed): References(splits[s.name, seed], trained[s.name, seed, "original"],
                                        trained[s.name, seed, "oracle"], trained.get((s.name, seed, "second")))
             for s in scenarios for seed in seeds}
+
+
+def _initial(model: ModelSpec | nn.Module, seed: int) -> ModelSpec | nn.Module:
+    """What `pipeline.train` starts from for `seed`: a spec builds its own seeded weights; a module is copied and
+    re-initialised under the seed (`train` trains a module in place)."""
+    return fresh_copy(model, seed) if isinstance(model, nn.Module) else model
 
 
 def train_distinct(wanted: dict[Any, dict], executor: Executor) -> dict[Any, Checkpoint]:

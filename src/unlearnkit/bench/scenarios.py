@@ -85,15 +85,19 @@ def select_scenarios(config: BenchConfig, only: str | None) -> BenchConfig:
 
 
 def on_objects(data, model, forget, methods, seeds, recipe, mia: str = "mia_entropy"):
-    """A bench config of one scenario per forget spec on a dataset object, and the objects it is `provided`."""
+    """A bench config of one scenario per forget spec on a dataset object, and the objects it is `provided`.
+    `model` is a registered model's name, its spec, or a user's own nn.Module (a template: see reference_models)."""
+    from torch import nn
+
     from ..config import as_recipe
     from ..models import ModelSpec, spec_for
+    from ..pipeline import describe_model
 
-    spec = model if isinstance(model, ModelSpec) else spec_for(model, data)
+    spec = model if isinstance(model, (ModelSpec, nn.Module)) else spec_for(model, data)
     recipe = as_recipe(recipe, data.recipe)
     names = [f"{data.name}-{spec_text.replace(':', '').replace(',', '_')}" for spec_text in forget]
     if len(set(names)) != len(names):
         raise ConfigError(f"forget specs must differ, got {list(forget)}")
-    config = BenchConfig(scenarios=[{"name": n, "data": data.name, "model": spec.name, "forget": f}
+    config = BenchConfig(scenarios=[{"name": n, "data": data.name, "model": describe_model(spec)["name"], "forget": f}
                                     for n, f in zip(names, forget)], methods=methods, seeds=list(seeds), mia=mia)
     return config, {n: (data, spec, recipe) for n in names}
