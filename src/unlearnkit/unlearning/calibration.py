@@ -199,7 +199,7 @@ class Calibrator:
         self.decision = "the whole budget ran (calibration off)"
         self.chosen_step = None
         self.stopped = False
-        self.verified: dict | None = None  # the kept weights on the whole held-out set (`verify`), where asked
+        self.verified: dict | None = None  # what `verify` asked of the kept weights, on which sets, and found
 
     def _probe(self, ctx: Context, view) -> tuple[torch.Tensor, torch.Tensor]:
         scores, correct = ctx.task.probe(ctx, view)
