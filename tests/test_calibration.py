@@ -354,15 +354,18 @@ def test_a_held_out_probe_too_near_the_ceiling_to_tell_is_decided_on_the_whole_h
 
 def test_kept_weights_the_whole_held_out_set_calls_damaged_step_back_toward_the_start():
     """A probe can see a drop far from the ceiling when few of its samples flipped, so the band never asks the
-    whole set (damage_z near 0 here); the kept weights are asked once more on all of it, as the verdict will."""
-    settings = {"max_heldout_drop": 10.0, "probe_samples": 64, "lr_scale": 0.03, "max_growth": 1.0}
+    whole set (damage_z near 0 here); the kept weights are asked once more on all of it, as the verdict will,
+    where the budget left pays for it (the target is met after 138 of 457 steps)."""
+    settings = {"max_heldout_drop": 10.0, "probe_samples": 64, "lr_scale": 0.1, "max_growth": 1.0}
     plain, plain_heldout = tied_table_run(**settings, damage_z=0.0)
-    assert plain_heldout < 0.9 - 0.10 and plain["verified"] is None
+    assert plain_heldout < 0.80 and plain["verified"] is None
     checked, heldout = tied_table_run(**settings, damage_z=1e-9)
     assert all(c["heldout_whole_drop"] is None for c in checked["checks"][1:])  # the band asked nothing
     assert checked["verified"]["drops"]["held-out"] > 10.0 and 0 < checked["verified"]["kept_share"] < 1
-    assert checked["verified"]["not_verified"].startswith("D_r: the budget left does not pay")
-    assert "stepped back to" in checked["decision"] and 0.9 - 0.10 <= heldout < 0.9
+    assert checked["verified"]["not_verified"] == [] and "stepped back to" in checked["decision"]
+    assert 0.80 - 1e-9 <= heldout < 0.9  # 10 points lost at most, and still some forgetting
+    unpaid, spent = tied_table_run(**{**settings, "lr_scale": 0.03}, damage_z=1e-9)  # the budget spent: not asked
+    assert unpaid["verified"]["not_verified"][0].startswith("held-out") and spent < 0.80
 
 
 def test_kept_weights_that_cost_d_r_more_than_its_ceiling_step_back_where_the_budget_pays_for_the_check():
@@ -384,11 +387,11 @@ def test_kept_weights_that_cost_d_r_more_than_its_ceiling_step_back_where_the_bu
     plain, plain_right = tied_run(row, damage_z=0.0, **settings)
     assert remain_lost(plain_right) > 3 and all(c["remain_acc"] == 100.0 for c in plain["checks"])
     checked, right = tied_run(row, **settings)  # a budget of 10 retrainings, the target met within a fifth of it
-    assert checked["verified"]["drops"]["remain"] > 3.0 and checked["verified"]["not_verified"] is None
+    assert checked["verified"]["drops"]["remain"] > 3.0 and checked["verified"]["not_verified"] == []
     assert "on 100 remain samples (> 3)" in checked["decision"] and 0 < checked["verified"]["kept_share"] < 1
     assert remain_lost(right) <= 3
     spent, spent_right = tied_run(row, **{**settings, "budget": 2.0})  # nearly all of it spent: D_r is not asked
-    assert spent["verified"]["not_verified"].startswith("D_r") and remain_lost(spent_right) > 3
+    assert spent["verified"]["not_verified"][-1].startswith("remain") and remain_lost(spent_right) > 3
 
 
 def test_without_calibration_the_whole_budget_runs():

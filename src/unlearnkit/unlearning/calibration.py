@@ -23,8 +23,8 @@ gradient method forgets, from signals a user has without retraining.
   the forget set now looks *less* like training data than unseen data does, itself a tell) backs off the same
   way. So the step size adapts to the problem; the default is a large one that back-offs can bring down. Under the
   "loss" rule such an overshoot, met or not, ends the run at the most change before it (the last stretch bisected
-  for the furthest point still within the AUC band). Last, the kept weights are asked on all of the held-out set,
-  and on D_r (up to 5,000 samples) where the budget left pays for it; past a ceiling there, they step back
+  for the furthest point still within the AUC band). Last, where the budget left pays for it, the kept weights
+  are asked on all of the held-out set, then on D_r (up to 5,000 samples); past a ceiling there, they step back
   toward the start (`verify`).
 
 Every check, back-off, refinement and the decision are recorded in the run's details.
@@ -75,7 +75,7 @@ class CalibrationParams(Params):
                                                            "class-wise) may fall this many points; beyond, the same")
     damage_z: float = Field(1.0, ge=0, description="a held-out probe's drop within this many standard errors of "
                                                    "max_heldout_drop is decided on the whole held-out set, as the "
-                                                   "verdict judges it, and so are the kept weights, on D_r too where "
+                                                   "verdict judges it, and so are the kept weights (and on D_r) where "
                                                    "the budget pays (0: the probes decide alone)")
     backoffs: int = Field(3, ge=0, description="times a check that finds damage (or, 'auc', an overshoot below "
                                                "0.5) rewinds to the last good check and halves the step size "
@@ -547,8 +547,9 @@ class Calibrator:
         self.stopped = True
 
     def verify(self, ctx: Context) -> None:
-        """The kept weights, asked once more on the sets the verdict will judge them on: the whole held-out set,
-        and D_r (up to the verdict's 5,000 samples) where the budget left pays for it. A probe of part of a set can
+        """The kept weights, asked once more on the sets the verdict will judge them on, where the budget left pays
+        for it (so that a run stays within its budget): the whole held-out set first, then D_r (up to the
+        verdict's 5,000 samples). A probe of part of a set can
         keep an edit whose drop it underestimates by more than its standard error suggests (few samples flip, so
         their variance is poorly estimated). Where a set lost more than its ceiling (`max_heldout_drop`,
         `max_remain_drop`), the weights step back along the straight line to the start (`refine` halvings) to the
@@ -559,14 +560,15 @@ class Calibrator:
         kept = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
         if all(torch.equal(kept[k], self.initial[k]) for k in kept):
             return
-        sets, skipped = {}, None
-        if len(self.heldout) < len(self.heldout_whole):
-            sets["held-out"] = (self.heldout_whole, self.hp["max_heldout_drop"])
-        if len(self.remain) < len(self.remain_whole):
-            if self._affords(ctx, [view for view, _ in sets.values()] + [self.remain_whole]):
-                sets["remain"] = (self.remain_whole, self.hp["max_remain_drop"])
+        sets, skipped = {}, []
+        for name, probe, whole, ceiling in (("held-out", self.heldout, self.heldout_whole, "max_heldout_drop"),
+                                            ("remain", self.remain, self.remain_whole, "max_remain_drop")):
+            if len(probe) >= len(whole):
+                continue  # the probe is the set: the checks read all of it
+            if self._affords(ctx, [view for view, _ in sets.values()] + [whole]):
+                sets[name] = (whole, self.hp[ceiling])
             else:
-                skipped = f"D_r: the budget left does not pay for {len(self.remain_whole)} samples of it"
+                skipped.append(f"{name}: the budget left does not pay for {len(whole)} samples")
         self.verified = {"drops": {}, "samples": {name: len(view) for name, (view, _) in sets.items()},
                          "kept_share": 1.0, "not_verified": skipped}
         if not sets:
