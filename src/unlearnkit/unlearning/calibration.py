@@ -146,6 +146,12 @@ def forget_probe_size(ctx: Context) -> int:
     return min(len(ctx.forget), heldout)
 
 
+def budget_left(ctx: Context) -> float:
+    """Sample passes of the budget not yet spent (`budget` of one retraining's: the recipe's epochs over D_r),
+    forward-only passes at a third each."""
+    return ctx.hp["budget"] * (ctx.recipe.epochs * len(ctx.remain)) - ctx.sample_passes - ctx.forward_passes / 3
+
+
 def probe_reserve(ctx: Context) -> float:
     """Sample passes the checks of a calibrated run cost (forward passes at a third each), kept out of the
     budget its steps are planned from."""
@@ -549,12 +555,11 @@ class Calibrator:
     def verify(self, ctx: Context) -> None:
         """The kept weights, asked once more on the sets the verdict will judge them on, where the budget left pays
         for it (so that a run stays within its budget): the whole held-out set first, then D_r (up to the
-        verdict's 5,000 samples). A probe of part of a set can
-        keep an edit whose drop it underestimates by more than its standard error suggests (few samples flip, so
-        their variance is poorly estimated). Where a set lost more than its ceiling (`max_heldout_drop`,
-        `max_remain_drop`), the weights step back along the straight line to the start (`refine` halvings) to the
-        furthest point both allow. Off with damage_z 0 (the probes decide alone), for a set its probe already
-        covers, and where the run kept its start."""
+        verdict's 5,000 samples). A probe of part of a set can keep an edit whose drop it underestimates by more
+        than its standard error suggests (few samples flip, so their variance is poorly estimated). Where a set
+        lost more than its ceiling (`max_heldout_drop`, `max_remain_drop`), the weights step back along the
+        straight line to the start (`refine` halvings) to the furthest point both allow. Off with damage_z 0 (the
+        probes decide alone), for a set its probe already covers, and where the run kept its start."""
         if not self.hp["calibrate"] or self.hp["damage_z"] == 0 or self.initial is None:
             return
         kept = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
@@ -596,8 +601,7 @@ class Calibrator:
     def _affords(self, ctx: Context, views: list) -> bool:
         """Whether the budget left pays for the verification's passes over `views` at its most: the start, the
         kept weights and `refine` steps back (forward passes, a third of a sample pass each)."""
-        left = self.hp["budget"] * ctx.recipe.epochs * len(ctx.remain) - ctx.sample_passes - ctx.forward_passes / 3
-        return (2 + self.hp["refine"]) * sum(len(view) for view in views) / 3 <= left
+        return (2 + self.hp["refine"]) * sum(len(view) for view in views) / 3 <= budget_left(ctx)
 
     def _rewind(self, ctx: Context, reason: str) -> None:
         ctx.model.load_state_dict(self.previous)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..config import Schedule
 from ..errors import DivergenceError
 from ..training import make_optimizer, make_schedule
-from .calibration import CalibrationParams, probe_reserve
+from .calibration import CalibrationParams, budget_left, probe_reserve
 from .context import Batch, Context
 from .params import Field, NoParams, Params
 
@@ -56,8 +56,7 @@ def optimisation(ctx: Context) -> dict:
 def budget_steps(ctx: Context, per_step: float) -> int:
     """How many steps of `per_step` sample passes the rest of the budget pays for (at least one), after what
     the mask took and what the calibration's checks will take."""
-    retraining = ctx.recipe.epochs * len(ctx.remain)
-    left = ctx.hp["budget"] * retraining - ctx.sample_passes - ctx.forward_passes / 3 - probe_reserve(ctx)
+    left = budget_left(ctx) - probe_reserve(ctx)
     return max(1, int(left // max(per_step, 1)))
 
 
