@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnkit.config import GENERIC_RECIPE as FALLBACK_RECIPE
+from unlearnkit.data.images import ImageDataset
 from unlearnkit.data.splits import ForgetSplit, make_split
 from unlearnkit.errors import ConfigError
 from unlearnkit.models import Ensemble, spec_for
@@ -60,18 +61,60 @@ def test_shrink_labels_are_the_adversarial_predictions(tiny_data, trained, runti
     assert ctx.state["attack_success_rate"] == 1.0
 
 
-def test_on_a_tables_rows_the_attack_is_neither_clamped_nor_rounded():
-    """Feature vectors (N, F) have no pixel range: one signed step of size bound in the rows' own units."""
+def test_on_a_tables_rows_the_attack_is_a_share_of_each_features_range_neither_clamped_nor_rounded():
+    """Feature vectors (N, F) have no pixel range: one signed step of bound × each feature's range."""
     torch.manual_seed(0)
     model = torch.nn.Linear(2, 3)
     mean, std = torch.tensor([2.0, -1.0]), torch.tensor([0.5, 3.0])
+    low, high = torch.tensor([0.0, -10.0]), torch.tensor([4.0, 10.0])
     x, y = torch.randn(6, 2), torch.randint(0, 3, (6,))
-    adv = adversarial_examples(model, x, y, mean, std, 0.3, pixels=False)
+    adv = adversarial_examples(model, x, y, mean, std, 0.3, value_range=(low, high), clamp=False)
     raw = (x * std + mean).requires_grad_(True)
     F.cross_entropy(model((raw - mean) / std), y).backward()
-    expected = (raw.detach() + 0.3 * raw.grad.sign() - mean) / std
-    assert adv.shape == (6, 2) and torch.allclose(adv, expected, atol=1e-6)
-    assert (raw.detach() + 0.3 * raw.grad.sign()).abs().max() > 1  # outside [0, 1]: kept as it is
+    expected = (raw.detach() + 0.3 * (high - low) * raw.grad.sign() - mean) / std
+    assert adv.shape == (6, 2) and torch.allclose(adv, expected, atol=1e-5)
+    assert (raw.detach() + 0.3 * (high - low) * raw.grad.sign()).abs().max() > 1  # outside [0, 1]: kept as it is
+
+
+def test_images_in_other_units_are_attacked_within_their_own_range():
+    """Images a user normalised in their own Dataset (values below 0): clamped to the range they were seen in,
+    not to [0, 1], which would wash every perturbed image out."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x, y = torch.randn(5, 1, 2, 2), torch.randint(0, 3, (5,))
+    low, high = torch.tensor([-1.5]), torch.tensor([1.5])
+    zero, one = torch.zeros(1), torch.ones(1)
+    adv = adversarial_examples(model, x, y, zero, one, 0.1, value_range=(low, high))
+    xg = x.clone().requires_grad_(True)
+    F.cross_entropy(model(xg), y).backward()
+    assert torch.allclose(adv, (x + 0.3 * xg.grad.sign()).clamp(-1.5, 1.5), atol=1e-6)
+    assert adv.min() < 0
+
+
+def table(rows: torch.Tensor, labels: torch.Tensor, scale: float, shift: float) -> ImageDataset:
+    """A table whose features are `rows` × scale + shift, normalised back: its models see the same inputs."""
+    raw = (rows * scale + shift)[:, :, None, None]
+    mean, std = tuple(shift + scale * rows.mean(0)), tuple(scale * rows.std(0))
+    return ImageDataset("table", raw, labels, raw, labels, ["a", "b", "c"], mean, std, vectors=True)
+
+
+def test_a_tables_adversarial_labels_do_not_depend_on_the_units_of_its_features(runtime):
+    """The same rows in other units (metres or millimetres) get the same nearest wrong classes: the default bound
+    is a share of each feature's range, not an absolute distance in whatever units the rows came in."""
+    torch.manual_seed(0)
+    rows, labels = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    found = []
+    for scale, shift in ((1.0, 0.0), (1000.0, 50.0)):
+        data = table(rows, labels, scale, shift)
+        hp = METHODS.get("boundary_shrink").resolve({})
+        ctx = Context(model, data, data.train(), data.train(), hp, runtime, torch.Generator().manual_seed(0))
+        ctx.snapshot_original()
+        part = NearestWrongClass()
+        part.prepare(ctx)
+        found.append(part.relabel(ctx, ctx.batch(ctx.forget, torch.arange(64))).y)
+    assert (found[0] != labels).sum() >= 8  # the default bound moves labels in both units
+    assert (found[0] != found[1]).float().mean() < 0.05
 
 
 def test_shrink_forgets_a_class(tiny_data, trained, runtime):

@@ -109,6 +109,21 @@ class ImageDataset:
             "image_shape": list(self.image_shape),
         }
 
+    @property
+    def input_range(self) -> tuple[Tensor, Tensor] | None:
+        """Each channel's lowest and highest value over the training images, before normalisation, as (C,)
+        tensors; None for images whose values all lie in [0, 1] (8-bit pixels, or floats in that range), the
+        pixel space the official attack codes assume. A table's features, and images given in other units
+        (normalised by the user's own Dataset), have only the range they were observed in."""
+        images = self.train_images
+        if images.dtype == torch.uint8 and not self.vectors:
+            return None
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        low, high = x.amin(dim=(0, 2, 3)), x.amax(dim=(0, 2, 3))
+        if not self.vectors and low.min() >= 0 and high.max() <= 1:
+            return None
+        return low, high
+
     def to(self, device: torch.device) -> "ImageDataset":
         """Move the tensors (e.g. onto the GPU, where indexing beats host-to-device copies)."""
         moved = {k: getattr(self, k).to(device) for k in ("train_images", "train_labels", "test_images", "test_labels")}

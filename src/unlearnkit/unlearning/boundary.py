@@ -29,18 +29,26 @@ ATTACKS = get_args(Attack)
 
 
 def adversarial_examples(model: nn.Module, x: Tensor, y: Tensor, mean: Tensor, std: Tensor, bound: float,
-                         attack: str = "fgsm", step: float = 8 / 255, iters: int = 5, pixels: bool = True) -> Tensor:
-    """L∞ adversarial examples of normalised images `x`, as both official codes build them: the attack works in
+                         attack: str = "fgsm", step: float = 8 / 255, iters: int = 5,
+                         value_range: tuple[Tensor, Tensor] | None = None, clamp: bool = True) -> Tensor:
+    """L∞ adversarial examples of normalised inputs `x`, as both official codes build them: the attack works in
     pixel space [0, 1] (sign-gradient steps of the cross-entropy of the true labels, each projected onto the
     `bound` ball around the clean image, clamped to [0, 1] and rounded to 1/255), and the result is normalised
     again. FGSM is one step of size `bound`; PGD takes `iters` steps of `step` (no random start, as the authors'
     code). `mean`/`std` are per-channel (C,) tensors; the model is used as it is (put it in eval mode).
-    `pixels=False` is for feature vectors (N, F), a table's rows: they have no pixel range, so the attack is
-    neither clamped to [0, 1] nor rounded to 1/255 (the official codes know only images)."""
+
+    Inputs outside [0, 1] (a table's rows, images in other units) give their per-channel `value_range`, (low,
+    high) as (C,) tensors: `bound` and `step` are then fractions of each channel's high − low, so that the
+    attack moves an input as far, relative to its spread, whatever units it was given in. They are not rounded
+    (they are not 8-bit pixels), and clamped to the range only where `clamp` (images; a table's feature has no
+    hard limits, and the official codes know only images)."""
     if attack not in ATTACKS:
         raise ConfigError(f"attack must be one of {', '.join(ATTACKS)}, got '{attack}'")
     per_channel = (1, -1) + (1,) * (x.dim() - 2)
     mean, std = mean.view(per_channel), std.view(per_channel)
+    low, high = (torch.tensor(0.0), torch.tensor(1.0)) if value_range is None else value_range
+    low, high = low.to(x.device).view(-1).view(per_channel), high.to(x.device).view(-1).view(per_channel)
+    radius = bound * (high - low)
     natural = (x * std + mean).detach()
     adv = natural.clone()
     step, iters = (bound, 1) if attack == "fgsm" else (step, iters)
@@ -48,10 +56,12 @@ def adversarial_examples(model: nn.Module, x: Tensor, y: Tensor, mean: Tensor, s
         adv.requires_grad_(True)
         loss = F.cross_entropy(model((adv - mean) / std).float(), y)
         (grad,) = torch.autograd.grad(loss, adv)
-        adv = adv.detach() + step * grad.sign()
-        adv = natural + (adv - natural).clamp(-bound, bound)
-        if pixels:
-            adv = torch.round(adv.clamp(0.0, 1.0) * 255) / 255
+        adv = adv.detach() + step * (high - low) * grad.sign()
+        adv = natural + torch.maximum(torch.minimum(adv - natural, radius), -radius)
+        if clamp:
+            adv = torch.maximum(torch.minimum(adv, high), low)
+        if value_range is None:
+            adv = torch.round(adv * 255) / 255
     return ((adv - mean) / std).detach()
 
 
@@ -62,20 +72,24 @@ class NearestWrongClass(ForgetPart):
     The labels are computed per batch, on exactly the (augmented) images the model trains on, with the frozen
     original model in eval mode, as both official codes do; without augmentation they are the same every epoch.
     When the attack fails on a sample the label is its true class (the code keeps it too); the share of
-    successful attacks is reported as `attack_success_rate`. The perturbation lives in pixel space [0, 1], so
-    a dataset built by `from_torch` from images normalised elsewhere should use a smaller `bound`.
+    successful attacks is reported as `attack_success_rate`. The perturbation lives in pixel space [0, 1]; on
+    inputs in other units (a table's rows, images normalised by the user's own Dataset) `bound` is a fraction
+    of each channel's range over the training inputs (`ImageDataset.input_range`), so the default means the
+    same in any units.
     """
 
     label = "nearest wrong class (adversarial labels)"
 
     class Params(Params):
-        bound: float = Field(0.1, gt=0, le=1, description="L∞ bound of the attack in pixel space [0, 1]")
+        bound: float = Field(0.1, gt=0, le=1, description="L∞ bound of the attack in pixel space [0, 1]; on "
+                                                           "other inputs, a fraction of each channel's range")
         attack: Attack = Field("fgsm", description="FGSM (code) or PGD (the authors' commented-out alternative)")
-        attack_step: float = Field(8 / 255, gt=0, description="PGD step size")
+        attack_step: float = Field(8 / 255, gt=0, description="PGD step size, in the bound's units")
         attack_iters: int = Field(5, ge=1, description="PGD steps")
 
     def prepare(self, ctx: Context) -> None:
         ctx.state["attack_hits"] = [0, 0]
+        ctx.state["input_range"] = ctx.dataset.input_range
 
     def relabel(self, ctx: Context, batch: Batch) -> Batch:
         hp, model = ctx.hp, ctx.original
@@ -83,7 +97,8 @@ class NearestWrongClass(ForgetPart):
         std = torch.tensor(ctx.dataset.std, device=batch.x.device)
         with ctx.runtime.autocast():
             adv = adversarial_examples(model, batch.x, batch.y, mean, std, hp["bound"], hp["attack"],
-                                       hp["attack_step"], hp["attack_iters"], pixels=not ctx.dataset.vectors)
+                                       hp["attack_step"], hp["attack_iters"], ctx.state["input_range"],
+                                       clamp=not ctx.dataset.vectors)
             with torch.no_grad():
                 labels = model(adv).float().argmax(1)
         ctx.sample_passes += len(batch) * (1 if hp["attack"] == "fgsm" else hp["attack_iters"])
