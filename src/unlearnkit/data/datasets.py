@@ -12,7 +12,7 @@ import torch
 from ..config import GENERIC_RECIPE, TrainRecipe, as_recipe
 from ..errors import ConfigError, DataError
 from ..registry import Registry
-from .images import Augment, ImageDataset
+from .images import Augment, ImageDataset, pixel_values
 from .readers import read_cifar, read_idx_folder, read_image_folder, require_folder
 
 
@@ -45,7 +45,7 @@ def load_dataset(name: str, root: str | Path | None = None, **options) -> ImageD
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    x = images.float() / (255.0 if images.dtype == torch.uint8 else 1.0)
+    x = pixel_values(images)
     return tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
 
 

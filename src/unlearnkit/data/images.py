@@ -118,7 +118,7 @@ class ImageDataset:
         images = self.train_images
         if images.dtype == torch.uint8 and not self.vectors:
             return None
-        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        x = pixel_values(images)
         low, high = x.amin(dim=(0, 2, 3)), x.amax(dim=(0, 2, 3))
         if not self.vectors and low.min() >= 0 and high.max() <= 1:
             return None
@@ -137,13 +137,16 @@ class ImageDataset:
         return DataView(self, "test", _as_index(None, len(self.test_labels)), False)
 
     def normalise(self, images: Tensor) -> Tensor:
-        x = images.float()
-        if images.dtype == torch.uint8:
-            x = x / 255.0
+        x = pixel_values(images)
         mean = torch.tensor(self.mean, device=x.device)[None, :, None, None]
         std = torch.tensor(self.std, device=x.device)[None, :, None, None]
         x = (x - mean) / std
         return x.flatten(1) if self.vectors else x
+
+
+def pixel_values(images: Tensor) -> Tensor:
+    """Images as floats in their stored scale: uint8 pixels read as 0-255 and brought to [0, 1]."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
 
 
 def _as_index(indices, n: int) -> Tensor:

@@ -47,8 +47,9 @@ def adversarial_examples(model: nn.Module, x: Tensor, y: Tensor, mean: Tensor, s
     per_channel = (1, -1) + (1,) * (x.dim() - 2)
     mean, std = mean.view(per_channel), std.view(per_channel)
     low, high = (torch.tensor(0.0), torch.tensor(1.0)) if value_range is None else value_range
-    low, high = low.to(x.device).view(-1).view(per_channel), high.to(x.device).view(-1).view(per_channel)
-    radius = bound * (high - low)
+    low, high = low.to(x.device).view(per_channel), high.to(x.device).view(per_channel)
+    span = high - low
+    radius = bound * span
     natural = (x * std + mean).detach()
     adv = natural.clone()
     step, iters = (bound, 1) if attack == "fgsm" else (step, iters)
@@ -56,7 +57,7 @@ def adversarial_examples(model: nn.Module, x: Tensor, y: Tensor, mean: Tensor, s
         adv.requires_grad_(True)
         loss = F.cross_entropy(model((adv - mean) / std).float(), y)
         (grad,) = torch.autograd.grad(loss, adv)
-        adv = adv.detach() + step * (high - low) * grad.sign()
+        adv = adv.detach() + step * span * grad.sign()
         adv = natural + torch.maximum(torch.minimum(adv - natural, radius), -radius)
         if clamp:
             adv = torch.maximum(torch.minimum(adv, high), low)
