@@ -13,7 +13,7 @@ from conftest import synthetic_dataset
 from unlearnkit.artifacts import load_checkpoint
 from unlearnkit.audit.audit import SUMMARY_KEYS, audit_command, run_audit
 from unlearnkit.audit.pools import load_statistics, member_dataset, plan_pool
-from unlearnkit.audit.report import markdown_table, summary, write_report
+from unlearnkit.audit.report import exposed_figure, markdown_table, summary, write_report
 from unlearnkit.config import TrainRecipe
 from unlearnkit.data.images import ImageDataset
 from unlearnkit.data.splits import make_split
@@ -137,6 +137,24 @@ def test_the_report_files_hold_the_rows_and_the_plots(memorising, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------- trainers
+
+@pytest.mark.parametrize("vectors", [False, True])
+def test_the_exposed_examples_are_drawn_in_their_own_range(vectors):
+    """A table's row, or an image normalised by the user's own Dataset, is drawn scaled by the training range,
+    not clipped to [0, 1] (which would paint every negative value black)."""
+    g = torch.Generator().manual_seed(0)
+    shape = (6, 5, 1, 1) if vectors else (6, 3, 4, 4)
+    x = torch.randn(*shape, generator=g) * 3 - 1
+    data = ImageDataset("units", x, torch.arange(6) % 2, x[:2], torch.arange(2), ["a", "b"], (0.0,) * shape[1],
+                        (1.0,) * shape[1], vectors=vectors)
+    arrays = {"examples": np.arange(6), "exposure": np.arange(6.0), "flagged": np.zeros(6), "epsilon": np.ones(6)}
+    fig = exposed_figure({"method": "sfron", "arrays": arrays}, data, count=1)
+    drawn = np.asarray(fig.axes[0].images[0].get_array())
+    low, high = x.amin(dim=(0, 2, 3)), x.amax(dim=(0, 2, 3))
+    expected = ((x[5] - low[:, None, None]) / (high - low)[:, None, None]).numpy()
+    expected = expected[:, 0, 0][None, :] if vectors else expected.transpose(1, 2, 0)
+    assert drawn.shape == expected.shape and np.allclose(drawn, expected, atol=1e-6)
+
 
 def test_a_second_audit_finds_the_whole_pool_in_the_store_which_pipeline_train_shares(tmp_path):
     data = synthetic_dataset()

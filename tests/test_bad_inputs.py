@@ -248,6 +248,7 @@ def _api_cases(data, model, split):
     with torch.no_grad():
         nan_model[1].weight[0, 0] = float("nan")
     hwc = [(torch.rand(8, 8, 3), 0)] * 4
+    few_classes = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
     return [
         ("split of nothing", lambda: uk.make_split(None, data), "forget spec is a string"),
         ("split without data", lambda: uk.make_split("random:0.1", None), "needs a dataset"),
@@ -274,6 +275,15 @@ def _api_cases(data, model, split):
         ("split given as a spec", lambda: uk.unlearn(model, "random:0.1", data=data), "takes a ForgetSplit"),
         ("model given as a path", lambda: uk.unlearn("model.safetensors", split), "takes a torch nn.Module"),
         ("model with NaN weights", lambda: uk.unlearn(nan_model, split, "ft"), "NaN or infinite weights"),
+        ("model for other inputs", lambda: uk.unlearn(torch.nn.Linear(3, 2), split, "sfron"),
+         "the model cannot take this dataset's inputs, batches of shape (2, 1, 8, 8)"),
+        ("model with too few classes", lambda: uk.unlearn(few_classes, split, "ft"),
+         "outputs of shape (2, 5) for 2 samples; expected (2, 10)"),
+        ("training a model for other inputs", lambda: uk.train(data, torch.nn.Linear(3, 2)),
+         "the model cannot take this dataset's inputs"),
+        ("indices out of range", lambda: uk.make_split([0, 99999], data), "index(es) out of range 0..1436"),
+        ("mask of the wrong length", lambda: uk.make_split(np.ones(5, dtype=bool), data),
+         "one entry per training sample (1437), got 5"),
         ("unknown dataset", lambda: uk.load_dataset("nope"), "unknown dataset 'nope'"),
         ("unknown dataset option", lambda: uk.load_dataset("digits", bogus=1), "has no option(s) ['bogus']"),
         ("model too large for the images", lambda: uk.spec_for("lenet5", data), "cannot take the 1x8x8 images"),

@@ -154,6 +154,20 @@ def test_from_torch_materialises_any_dataset():
     assert torch.equal(x, torch.full((1, 1, 4, 4), 3.0)) and y.tolist() == [1]
 
 
+def test_from_torch_scales_each_uint8_image_even_beside_float_ones():
+    class Mixed(torch.utils.data.Dataset):  # odd items as floats in [0, 1], even ones as the same uint8 pixels
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            pixels = np.full((1, 2, 2), 51 * (i + 1), dtype=np.uint8)
+            return (pixels.astype(np.float32) / 255 if i % 2 else pixels), i % 2
+
+    data = from_torch(Mixed(), Mixed())
+    expected = torch.tensor([0.2, 0.4, 0.6, 0.8])[:, None, None, None].expand(4, 1, 2, 2)
+    assert torch.allclose(data.train_images, expected)
+
+
 def test_views_normalise_and_switch_to_test_transforms(tiny_data):
     tiny_data.augment = Augment(crop_padding=2, hflip=True)
     view = tiny_data.train([0, 1, 2])

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from unlearnkit.data import ForgetSplit, load_dataset, make_split
 from unlearnkit.errors import SplitError
@@ -64,6 +65,31 @@ def test_bad_index_files(tmp_path, content, message):
 def test_missing_index_file(tmp_path):
     with pytest.raises(SplitError, match="does not exist"):
         make_split(f"indices:{tmp_path / 'nope.txt'}", LABELS)
+
+
+def test_the_forget_set_given_as_indices_or_a_mask():
+    mask = np.zeros(100, dtype=bool)
+    mask[[9, 2, 5]] = True
+    for given in ([5, 2, 9], np.array([9, 5, 2]), torch.tensor([2, 9, 5]), mask, (2.0, 5.0, 9.0)):
+        split = make_split(given, LABELS)
+        assert split.forget.tolist() == [2, 5, 9] and len(split.remain) == 97
+        assert split.spec == "indices:<3 given>" and split.kind == "indices"
+
+
+@pytest.mark.parametrize("given, message", [
+    ([1, 2, 100], r"the forget indices: 1 index\(es\) out of range 0..99"),
+    ([3, 4, 3], "duplicated index"),
+    ([1.5], "must hold integers"),
+    ([], "forget set is empty"),
+    (np.ones(100, dtype=bool), "remain set is empty"),
+    (np.ones(7, dtype=bool), r"one entry per training sample \(100\), got 7"),
+    (np.zeros((2, 2), dtype=int), r"one flat sequence of integers, got shape \(2, 2\)"),
+    (7, "a sequence of training indices, got int"),
+    ({1, 2}, "a sequence of training indices, got set"),
+])
+def test_bad_given_indices_get_clear_errors(given, message):
+    with pytest.raises(SplitError, match=message):
+        make_split(given, LABELS)
 
 
 def test_split_round_trips_through_disk(tmp_path):

@@ -89,6 +89,7 @@ def fit(model: nn.Module, view: DataView, recipe: TrainRecipe, runtime: Runtime,
         raise ConfigError(f"{label}: the training set has no samples")
     generator = seed_everything(seed)
     model.to(runtime.device)
+    check_classifier(model, view, runtime)
     optimizer = make_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
     schedule = make_schedule(optimizer, recipe.schedule, recipe.epochs)
     view = view if recipe.augment else view.eval()
@@ -188,6 +189,30 @@ def predict(model: nn.Module, view: DataView, runtime: Runtime,
     if not logits:
         return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
     return torch.cat(logits), torch.cat(labels)
+
+
+@torch.no_grad()
+def check_classifier(model: nn.Module, view: DataView, runtime: Runtime) -> None:
+    """Raise ConfigError unless `model` gives (N, K) class scores on `view`'s inputs, K at least the dataset's
+    classes: one eval-mode forward on two unaugmented samples (no random stream is drawn from), so that a model
+    built for other inputs or fewer classes fails in one line before training, not deep inside a loop."""
+    x, _ = view.eval().batch(torch.arange(min(2, len(view))))
+    was_training = model.training
+    model.eval()
+    try:
+        with runtime.autocast():
+            outputs = model(x.to(runtime.device))
+    except RuntimeError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"the model cannot take this dataset's inputs, batches of shape {tuple(x.shape)}: "
+                          f"{first}") from None
+    finally:
+        model.train(was_training)
+    classes = view.dataset.num_classes
+    shape = tuple(getattr(outputs, "shape", ()))
+    if len(shape) != 2 or shape[0] != len(x) or shape[1] < classes:
+        raise ConfigError(f"the model gives outputs of shape {shape} for {len(x)} samples; expected "
+                          f"({len(x)}, {classes}): one score per class of the dataset")
 
 
 def accuracy(model: nn.Module, view: DataView, runtime: Runtime) -> float:

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..artifacts import atomic_write_text, finite_json, versions  # noqa: E402
-from ..data.images import ImageDataset  # noqa: E402
+from ..data.images import ImageDataset, pixel_values  # noqa: E402
 from .pools import SANITY_ROWS  # noqa: E402
 from .statistics import CHALLENGE_EPSILON_CAP  # noqa: E402
 
@@ -126,9 +126,16 @@ def epsilon_figure(rows: list[dict]):
     return fig
 
 
-def _image(dataset: ImageDataset, n: int) -> np.ndarray:
-    raw = dataset.train_images[n].detach().cpu()
-    x = (raw.float() / 255.0 if not raw.dtype.is_floating_point else raw.float()).numpy()
+def _image(dataset: ImageDataset, n: int, span: tuple | None) -> np.ndarray:
+    """Training image `n` for imshow, in [0, 1]: pixels as they are; a table's row, or an image in other units,
+    scaled by each channel's training range (`span`, `ImageDataset.input_range`). A row is drawn as a strip."""
+    x = pixel_values(dataset.train_images[n].detach().cpu())
+    if span is not None:
+        low, high = (t.cpu()[:, None, None] for t in span)
+        x = (x - low) / (high - low).clamp_min(1e-12)
+    x = x.numpy()
+    if dataset.vectors:
+        return x[:, 0, 0][None, :]
     return x[0] if x.shape[0] == 1 else np.clip(x.transpose(1, 2, 0)[..., :3], 0, 1)
 
 
@@ -139,10 +146,11 @@ def exposed_figure(row: dict, dataset: ImageDataset, count: int = EXPOSED):
     score = np.where(np.isnan(arrays["exposure"]), -np.inf, arrays["exposure"])
     top = np.argsort(-score, kind="stable")[:count]
     fig, axes = plt.subplots(1, len(top), figsize=(1.45 * len(top), 2.0), squeeze=False)
+    span = dataset.input_range
     for ax, i in zip(axes[0], top):
         n = int(arrays["examples"][i])
-        image = _image(dataset, n)
-        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        image = _image(dataset, n, span)
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
         label = dataset.classes[int(dataset.train_labels[n])]
         eps = arrays["epsilon"][i]
         ax.set_title(f"#{n} '{label}'\nmean Λ {arrays['exposure'][i]:.1f}\nflagged {arrays['flagged'][i]:.0%}\n"

@@ -184,8 +184,9 @@ def from_torch(train, test, classes: list[str] | None = None, name: str = "custo
         if not kinds <= {"u", "f", "b"} or any(a.dtype.kind == "u" and a.dtype != np.uint8 for a in arrays):
             raise DataError(f"the {part} dataset yields images of dtype "
                             f"{sorted({str(a.dtype) for a in arrays})}; expected uint8 (0-255) or float (0-1)")
-        try:
-            images = torch.stack([torch.as_tensor(a.astype(np.float32)) for a in arrays])
+        try:  # each image scaled by its own dtype: a Dataset may yield uint8 and float images side by side
+            images = torch.stack([pixel_values(torch.as_tensor(a if a.dtype == np.uint8 else a.astype(np.float32)))
+                                  for a in arrays])
         except RuntimeError as exc:
             raise DataError(f"the {part} dataset must yield images of one shape: {exc}") from None
         expected = len(layout)  # dimensions of one sample
@@ -202,8 +203,6 @@ def from_torch(train, test, classes: list[str] | None = None, name: str = "custo
         elif images.shape[1] not in (1, 3, 4) and images.shape[3] in (1, 3, 4):
             raise DataError(f"the {part} images have shape {tuple(images.shape[1:])}, which looks like (H, W, C): "
                             "pass layout='HWC' (or permute them to (C, H, W))")
-        if kinds == {"u"}:
-            images = images / 255.0
         if not torch.isfinite(images).all():
             raise DataError(f"the {part} dataset holds NaN or infinite pixel values")
         labels = []

@@ -4,6 +4,9 @@ Specs:
   random:0.1        a seeded random 10% of the training set
   class:3 / class:3,5   every training sample of those classes (indices or class names)
   indices:FILE      explicit training indices from a .txt (whitespace or comma separated) or .npy file
+
+In Python the forget set may also be given as the indices themselves (a deletion request's rows) or as a boolean
+mask over the training set; its spec then reads `indices:<K given>`.
 """
 from __future__ import annotations
 
@@ -73,11 +76,11 @@ class ForgetSplit:
             return cls(meta["spec"], meta["seed"], f["forget"], f["remain"], tuple(meta["forgotten_classes"]))
 
 
-def make_split(spec: str, data, seed: int = 0, classes: list[str] | None = None) -> ForgetSplit:
+def make_split(spec, data, seed: int = 0, classes: list[str] | None = None) -> ForgetSplit:
     """Derive the split for `spec` over an ImageDataset's training set (or an array of training labels);
-    the same spec, data and seed always give the same split."""
-    if not isinstance(spec, str):
-        raise SplitError(f"a forget spec is a string such as random:0.1 or class:3, got {spec!r}")
+    the same spec, data and seed always give the same split. `spec` is a string (random:0.1, class:3,
+    indices:FILE), or the forget set itself: a sequence of training indices or a boolean mask over them."""
+    given = None if isinstance(spec, str) else _given_indices(spec)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise SplitError(f"the split's seed must be an integer, got {seed!r}")
     dataset = data if hasattr(data, "train_labels") else None
@@ -88,17 +91,11 @@ def make_split(spec: str, data, seed: int = 0, classes: list[str] | None = None)
     else:
         labels = np.asarray(data).reshape(-1)
     n = len(labels)
-    kind, sep, arg = spec.partition(":")
-    if kind not in KINDS or not sep or not arg:
-        raise SplitError(f"forget spec '{spec}' is malformed; expected random:FRACTION, class:C[,C...] or indices:FILE")
-    forgotten: tuple[int, ...] = ()
-    if kind == "random":
-        forget = _random(arg, n, seed)
-    elif kind == "class":
-        forgotten = _classes(arg, labels, classes)
-        forget = np.flatnonzero(np.isin(labels, forgotten))
+    if given is not None:
+        forget, forgotten = _checked_indices(given, n, "the forget indices"), ()
+        spec = f"indices:<{len(forget)} given>"
     else:
-        forget = _indices(Path(arg), n)
+        forget, forgotten = _parse(spec, n, labels, classes, seed)
     forget = np.sort(forget).astype(np.int64)
     remain = np.setdiff1d(np.arange(n), forget).astype(np.int64)
     if len(forget) == 0:
@@ -115,6 +112,20 @@ def oracle_split(kind: str, spec: str | None, data, seed: int, command: str) -> 
     if not spec:
         raise SplitError(f"{command} needs --forget SPEC (e.g. random:0.1 or class:3)")
     return make_split(spec, data, seed)
+
+
+def _parse(spec: str, n: int, labels: np.ndarray, classes: list[str] | None, seed: int
+           ) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The forget indices a spec string selects, and the classes it forgets (none unless class-wise)."""
+    kind, sep, arg = spec.partition(":")
+    if kind not in KINDS or not sep or not arg:
+        raise SplitError(f"forget spec '{spec}' is malformed; expected random:FRACTION, class:C[,C...] or indices:FILE")
+    if kind == "random":
+        return _random(arg, n, seed), ()
+    if kind == "class":
+        forgotten = _classes(arg, labels, classes)
+        return np.flatnonzero(np.isin(labels, forgotten)), forgotten
+    return _indices(Path(arg), n), ()
 
 
 def _random(arg: str, n: int, seed: int) -> np.ndarray:
@@ -159,17 +170,38 @@ def _indices(path: Path, n: int) -> np.ndarray:
             values = np.array([t for t in re.split(r"[\s,]+", path.read_text().strip()) if t], dtype=object)
     except (ValueError, OSError) as exc:
         raise SplitError(f"indices file '{path}' cannot be read: {exc}") from None
+    return _checked_indices(values, n, f"indices file '{path}'")
+
+
+def _given_indices(spec) -> np.ndarray:
+    """The forget set passed as an object: a sequence or array of indices, or a boolean mask."""
+    if isinstance(spec, (bytes, dict, set)) or not hasattr(spec, "__len__"):
+        raise SplitError(f"a forget spec is a string such as random:0.1 or class:3, or a sequence of training "
+                         f"indices, got {type(spec).__name__}")
+    values = np.asarray(spec.detach().cpu() if hasattr(spec, "detach") else spec)
+    if values.dtype == object or values.ndim != 1:
+        raise SplitError(f"the forget indices must be one flat sequence of integers, got shape {values.shape} "
+                         f"of {values.dtype}")
+    return values
+
+
+def _checked_indices(values: np.ndarray, n: int, source: str) -> np.ndarray:
+    """Integer training indices in 0..n-1, each once; a boolean mask over the n samples is read as its True ones."""
+    if values.dtype == bool:
+        if len(values) != n:
+            raise SplitError(f"{source}: a boolean mask must have one entry per training sample ({n}), "
+                             f"got {len(values)}")
+        return np.flatnonzero(values).astype(np.int64)
     try:
         ints = np.array([int(v) for v in values], dtype=np.int64)
         if values.dtype.kind == "f" and not np.all(np.asarray(values) == ints):
             raise ValueError("non-integer value")
-    except (ValueError, TypeError) as exc:
-        raise SplitError(f"indices file '{path}' must hold integers: {exc}") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise SplitError(f"{source} must hold integers: {exc}") from None
     bad = ints[(ints < 0) | (ints >= n)]
     if len(bad):
-        raise SplitError(f"indices file '{path}': {len(bad)} index(es) out of range 0..{n - 1}, "
-                         f"e.g. {bad[:5].tolist()}")
+        raise SplitError(f"{source}: {len(bad)} index(es) out of range 0..{n - 1}, e.g. {bad[:5].tolist()}")
     unique, counts = np.unique(ints, return_counts=True)
     if (counts > 1).any():
-        raise SplitError(f"indices file '{path}': duplicated index(es) {unique[counts > 1][:5].tolist()}")
+        raise SplitError(f"{source}: duplicated index(es) {unique[counts > 1][:5].tolist()}")
     return ints

@@ -91,6 +91,7 @@ def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data
                   task=make_task(hp) if make_task else None, recipe=recipe,
                   heldout=heldout if heldout is not None else dataset.test(), split_kind=split.kind, seed=seed,
                   store=Path(store) if store else None)
+    ctx.task.check(ctx)
     warm_up()
     started = time.perf_counter()
     try:

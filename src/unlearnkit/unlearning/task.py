@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..training import check_classifier
 
 if TYPE_CHECKING:  # only for annotations: the context imports this module, not the other way round
     from .context import Batch, Context
@@ -33,6 +34,9 @@ class Task:
         """The scalar whose gradient a Fisher accumulates (eval mode): the mean training loss by default."""
         return self.losses(self.forward(ctx, batch, train=False), batch).mean()
 
+    def check(self, ctx: Context) -> None:
+        """Raise ConfigError, before any update, where the model cannot score this data; nothing by default."""
+
     def probe(self, ctx: Context, view) -> tuple[Tensor, Tensor]:
         """Per-sample membership scores (higher: fits better, like a training sample) and whether each sample is
         predicted right, in eval mode without gradients: what the oracle-free calibration compares."""
@@ -49,6 +53,9 @@ class Classification(Task):
 
     def losses(self, outputs: Tensor, batch: Batch) -> Tensor:
         return F.cross_entropy(outputs, batch.y, reduction="none")
+
+    def check(self, ctx: Context) -> None:
+        check_classifier(ctx.model, ctx.forget, ctx.runtime)
 
     @torch.no_grad()
     def probe(self, ctx: Context, view) -> tuple[Tensor, Tensor]:
