@@ -68,6 +68,18 @@ def test_a_users_data_runs_through_unlearn_verdict_and_evaluate(digits_as_user_d
     assert report["closing"]["avg_gap"] > 0.5 and report["closing"]["kl_forget"] > 0.5
     with pytest.raises(ConfigError, match="must be an nn.Module"):
         uk.evaluate("model.pt", oracle, split, data)
+    # an oracle of another split, or an original passed as the oracle, would score against the wrong answer
+    other = uk.make_split("class:4", data, seed=0)
+    with pytest.raises(ConfigError, match=f"made for forget split class:3 seed 0 \\({split.fingerprint}\\), not "
+                                          f"the split given, class:4"):
+        uk.evaluate(result, oracle, other, data)
+    with pytest.raises(ConfigError, match="the floor .* made for forget split class:3"):
+        uk.evaluate(result, uk.train(data, spec, seed=0, split=other, runtime=runtime), other, data,
+                    original=original, floor=floor)
+    with pytest.raises(ConfigError, match="has no forget split beside its weights: it was trained on every sample"):
+        uk.evaluate(result, original, split, data)
+    with pytest.raises(ConfigError, match="evaluate\\(\\) takes a ForgetSplit .* got str"):
+        uk.evaluate(result, oracle, "class:3", data)
     # printed, each says what it holds in one line, not every pixel, index and weight
     assert repr(data) == ("ImageDataset('custom': 1437 train / 360 test, 10 classes, images (1, 8, 8) float32, "
                           "recipe 15 epochs of batch 32 at lr 0.05)")

@@ -249,6 +249,7 @@ def _api_cases(data, model, split):
         nan_model[1].weight[0, 0] = float("nan")
     hwc = [(torch.rand(8, 8, 3), 0)] * 4
     few_classes = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
+    other_split = uk.make_split("random:0.1", uk.load_dataset("breast_cancer")) if data is not None else None
     return [
         ("split of nothing", lambda: uk.make_split(None, data), "forget spec is a string"),
         ("split without data", lambda: uk.make_split("random:0.1", None), "needs a dataset"),
@@ -281,6 +282,27 @@ def _api_cases(data, model, split):
          "outputs of shape (2, 5) for 2 samples; expected (2, 10)"),
         ("training a model for other inputs", lambda: uk.train(data, torch.nn.Linear(3, 2)),
          "the model cannot take this dataset's inputs"),
+        ("floor seed a string", lambda: uk.noise_floor(data, uk.spec_for("mlp", data), split, seed="a"),
+         "seed must be an integer"),
+        ("verdict on a spec string", lambda: uk.verdict(model, model, "class:3", data),
+         "verdict() takes a ForgetSplit"),
+        ("bench without seeds", lambda: uk.bench(data, "mlp", methods=["ft"], seeds=[]),
+         "invalid bench: seeds: Value error, at least one seed is needed"),
+        ("bench forget not a spec", lambda: uk.bench(data, "mlp", forget=3, methods=["ft"]),
+         "forget specs are strings such as random:0.1"),
+        ("oracle of a spec string", lambda: uk.train(data, uk.spec_for("mlp", data), split="class:3"),
+         "train() takes a ForgetSplit"),
+        ("oracle of another dataset's split", lambda: uk.train(data, uk.spec_for("mlp", data), split=other_split),
+         "the split covers 426 training samples but dataset 'digits' has 1437"),
+        ("training without a dataset", lambda: uk.train(None, uk.spec_for("mlp", data)),
+         "train() takes an ImageDataset"),
+        ("training seed a string", lambda: uk.train(data, uk.spec_for("mlp", data), seed="0"),
+         "train()'s seed must be an integer, got '0'"),
+        ("unlearning seed a string", lambda: uk.unlearn(model, split, "ft", seed="0"), "unlearn()'s seed must be"),
+        ("held-out data as a name", lambda: uk.unlearn(model, split, "ft", heldout="test"),
+         "heldout must be a DataView such as data.test()"),
+        ("held-out data of other inputs", lambda: uk.unlearn(model, split, "ft", heldout=uk.load_dataset(
+            "breast_cancer").test()), "the held-out samples are shaped (30, 1, 1) but the dataset's are (1, 8, 8)"),
         ("indices out of range", lambda: uk.make_split([0, 99999], data), "index(es) out of range 0..1436"),
         ("mask of the wrong length", lambda: uk.make_split(np.ones(5, dtype=bool), data),
          "one entry per training sample (1437), got 5"),

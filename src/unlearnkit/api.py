@@ -9,10 +9,10 @@ from torch import nn
 from .artifacts import Checkpoint
 from .config import TrainRecipe
 from .data.images import ImageDataset
-from .data.splits import ForgetSplit
+from .data.splits import ForgetSplit, check_split
 from .errors import ConfigError
 from .models import ModelSpec
-from .runtime import Runtime
+from .runtime import Runtime, check_seed
 
 FLOOR_OFFSET = 1000  # the second oracle's seed: the oracle's + this (as the bench's RT′ row)
 
@@ -31,6 +31,31 @@ def _model_and_record(thing, what: str) -> tuple[nn.Module, dict | None]:
                       f"got {type(thing).__name__}")
 
 
+def _split_and_data(split, data, who: str) -> ImageDataset:
+    """The dataset a ForgetSplit indexes (`data`, else the one it was made from), checked against it."""
+    data = data if data is not None or not isinstance(split, ForgetSplit) else split.dataset
+    check_split(split, data, f"{who}()")
+    return data
+
+
+def _made_for(thing, split: ForgetSplit, what: str, retrained: bool = False) -> None:
+    """A stored checkpoint must belong to this very forget split: an oracle (or floor) of another split would
+    score every method against the wrong answer without a word. An oracle must have a split at all (an original
+    has none); a module or an UnlearnResult carries no split to check."""
+    if not isinstance(thing, Checkpoint):
+        return
+    own = thing.split
+    if own is None:
+        if retrained:
+            raise ConfigError(f"the {what} '{thing.path}' has no forget split beside its weights: it was trained "
+                              "on every sample, not retrained without D_f (uk.train(..., split=split))")
+        return
+    if own.fingerprint != split.fingerprint:
+        raise ConfigError(f"the {what} '{thing.path}' was made for forget split {own.spec} seed {own.seed} "
+                          f"({own.fingerprint}), not the split given, {split.spec} seed {split.seed} "
+                          f"({split.fingerprint})")
+
+
 def noise_floor(data: ImageDataset, model: ModelSpec | nn.Module, split: ForgetSplit,
                 recipe: TrainRecipe | dict | None = None, seed: int = 0, runtime: Runtime | None = None,
                 store: Path | None = None) -> Checkpoint:
@@ -40,6 +65,7 @@ def noise_floor(data: ImageDataset, model: ModelSpec | nn.Module, split: ForgetS
     from .pipeline import train
     from .unlearning.forgetting import fresh_copy
 
+    seed = check_seed(seed, "noise_floor()")  # the train() below checks the split
     network = model if isinstance(model, ModelSpec) else fresh_copy(model, seed + FLOOR_OFFSET)
     return train(data, network, recipe, seed + FLOOR_OFFSET, split, runtime=runtime, store=store)
 
@@ -57,9 +83,10 @@ def evaluate(model, oracle, split: ForgetSplit, data: ImageDataset | None = None
     from .bench.verdict import closing_fraction
     from .evaluation.protocol import evaluate as protocol
 
-    data = data if data is not None else split.dataset
-    if data is None:
-        raise ConfigError("evaluate() needs the dataset the split indexes: pass data=")
+    data = _split_and_data(split, data, "evaluate")
+    for thing, what, retrained in ((model, "model", False), (original, "original", False), (oracle, "oracle", True),
+                                   (floor, "floor", True)):
+        _made_for(thing, split, what, retrained)
     runtime = runtime or Runtime.create()
     network, record = _model_and_record(model, "model")
     oracle_net, oracle_record = _model_and_record(oracle, "oracle")
@@ -85,9 +112,7 @@ def verdict(original, unlearned, split: ForgetSplit, data: ImageDataset | None =
     model damaged, with the signals it rests on before and after."""
     from .evaluation.oracle_free import verdict as judge
 
-    data = data if data is not None else split.dataset
-    if data is None:
-        raise ConfigError("verdict() needs the dataset the split indexes: pass data=")
+    data = _split_and_data(split, data, "verdict")
     runtime = runtime or Runtime.create()
     before, _ = _model_and_record(original, "original")
     after, _ = _model_and_record(unlearned, "unlearned")

@@ -18,10 +18,10 @@ from .artifacts import (
 from .config import TrainRecipe, as_recipe
 from .data.datasets import DATASETS, load_dataset
 from .data.images import ImageDataset
-from .data.splits import ForgetSplit
-from .errors import CheckpointError, DataError, DivergenceError
+from .data.splits import ForgetSplit, check_split
+from .errors import CheckpointError, ConfigError, DataError, DivergenceError
 from .models import Ensemble, ModelSpec
-from .runtime import Runtime, seed_everything, warm_up
+from .runtime import Runtime, check_seed, seed_everything, warm_up
 from .training import accuracy, fit
 
 
@@ -41,6 +41,12 @@ def train(dataset: ImageDataset, model: ModelSpec | nn.Module, recipe: TrainReci
     to make; the checkpoint's `load_model()` then rebuilds a copy of it). The oracle must be trained from the
     same initial state as a fresh original would be.
     """
+    if not isinstance(dataset, ImageDataset):
+        raise ConfigError(f"train() takes an ImageDataset (uk.load_dataset, uk.from_torch), got "
+                          f"{type(dataset).__name__}")
+    if split is not None:
+        check_split(split, dataset, "train()")
+    seed = check_seed(seed, "train()")
     runtime = runtime or Runtime.create()
     recipe = as_recipe(recipe, dataset.recipe)
     store = writable_store(store)

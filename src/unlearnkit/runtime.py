@@ -60,6 +60,13 @@ class Runtime:
         return contextlib.nullcontext()
 
 
+def check_seed(seed, who: str) -> int:
+    """A seed as a Python int (a bool or a string would be hashed or formatted into keys and fail far away)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"{who}'s seed must be an integer, got {seed!r}")
+    return int(seed)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed every global RNG and return a CPU generator for data order."""
     random.seed(seed)

@@ -93,11 +93,16 @@ def on_objects(data, model, forget, methods, seeds, recipe, mia: str = "mia_entr
     from ..models import ModelSpec, spec_for
     from ..pipeline import describe_model
 
+    forget, methods = ([v] if isinstance(v, str) else v for v in (forget, methods))  # one spec, one method
     spec = model if isinstance(model, (ModelSpec, nn.Module)) else spec_for(model, data)
     recipe = as_recipe(recipe, data.recipe)
+    if not isinstance(forget, (list, tuple)) or any(not isinstance(f, str) for f in forget):
+        raise ConfigError(f"the bench's forget specs are strings such as random:0.1 or class:3, got {forget!r}")
     names = [f"{data.name}-{spec_text.replace(':', '').replace(',', '_')}" for spec_text in forget]
     if len(set(names)) != len(names):
         raise ConfigError(f"forget specs must differ, got {list(forget)}")
-    config = BenchConfig(scenarios=[{"name": n, "data": data.name, "model": describe_model(spec)["name"], "forget": f}
-                                    for n, f in zip(names, forget)], methods=methods, seeds=list(seeds), mia=mia)
+    scenarios = [{"name": n, "data": data.name, "model": describe_model(spec)["name"], "forget": f}
+                 for n, f in zip(names, forget)]
+    seeds = list(seeds) if isinstance(seeds, (tuple, range)) else seeds
+    config = validated(BenchConfig, {"scenarios": scenarios, "methods": methods, "seeds": seeds, "mia": mia}, "bench")
     return config, {n: (data, spec, recipe) for n in names}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SplitError
+from ..errors import ConfigError, SplitError
 
 KINDS = ("random", "class", "indices")
 
@@ -74,6 +74,18 @@ class ForgetSplit:
         with np.load(path) as f:
             meta = json.loads(str(f["meta"]))
             return cls(meta["spec"], meta["seed"], f["forget"], f["remain"], tuple(meta["forgotten_classes"]))
+
+
+def check_split(split, dataset, who: str) -> None:
+    """Raise ConfigError unless `split` is a ForgetSplit over `dataset`'s training set: a split of other data
+    would index the wrong samples (or run past them) without a word."""
+    if not isinstance(split, ForgetSplit):
+        raise ConfigError(f"{who} takes a ForgetSplit (uk.make_split) as the split, got {type(split).__name__}")
+    if dataset is None:
+        raise ConfigError(f"{who} needs the dataset the split indexes: pass data=")
+    if split.n_train != len(dataset.train_labels):
+        raise ConfigError(f"the split covers {split.n_train} training samples but dataset '{dataset.name}' has "
+                          f"{len(dataset.train_labels)}: they do not belong together")
 
 
 def make_split(spec, data, seed: int = 0, classes: list[str] | None = None) -> ForgetSplit:

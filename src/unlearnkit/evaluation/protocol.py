@@ -4,8 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..data.images import ImageDataset
-from ..data.splits import ForgetSplit
-from ..errors import ConfigError
+from ..data.splits import ForgetSplit, check_split
 from ..progress import task
 from ..runtime import Runtime
 from .accuracy import accuracy, per_class_accuracy
@@ -55,9 +54,7 @@ def evaluate(model: nn.Module, oracle: nn.Module, split: ForgetSplit, dataset: I
     chosen = tuple(dict.fromkeys((*(attacks if attacks is not None else ATTACKS.names()), mia)))
     for name in chosen:
         ATTACKS.get(name)
-    if split.n_train != len(dataset.train_labels):
-        raise ConfigError(f"the split covers {split.n_train} training samples but dataset '{dataset.name}' has "
-                          f"{len(dataset.train_labels)}: they do not belong together")
+    check_split(split, dataset, "evaluate()")
     views = {"forget": dataset.train(split.forget), "remain": dataset.train(split.remain), "test": dataset.test()}
     outputs: dict[str, dict[str, Outputs]] = {"model": {}, "oracle": {}}
     with task("evaluate", 2 * len(SETS)) as advance:

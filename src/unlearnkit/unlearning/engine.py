@@ -12,10 +12,10 @@ from torch import nn
 
 from ..config import TrainRecipe, as_recipe
 from ..data.images import DataView, ImageDataset
-from ..data.splits import ForgetSplit
+from ..data.splits import ForgetSplit, check_split
 from ..errors import ConfigError, DivergenceError
 from ..registry import Registry
-from ..runtime import Runtime, seed_everything, warm_up
+from ..runtime import Runtime, check_seed, seed_everything, warm_up
 from .context import Context
 from .methods import METHODS
 from .task import Task
@@ -46,6 +46,19 @@ def non_finite(model: nn.Module) -> list[str]:
     return [n for n, p in model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
 
 
+def check_heldout(heldout, dataset: ImageDataset) -> None:
+    """Held-out data is a DataView (e.g. `data.train(validation_indices)`, `data.test()`) of samples shaped like
+    the dataset's: the calibration feeds it to the model beside D_f."""
+    if not isinstance(heldout, DataView):
+        raise ConfigError(f"heldout must be a DataView such as data.test() or data.train(validation_indices), got "
+                          f"{type(heldout).__name__}")
+    if len(heldout) == 0:
+        raise ConfigError("the held-out data is empty")
+    theirs, ours = tuple(heldout.dataset.train_images.shape[1:]), tuple(dataset.train_images.shape[1:])
+    if theirs != ours:
+        raise ConfigError(f"the held-out samples are shaped {theirs} but the dataset's are {ours}")
+
+
 def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data: ImageDataset | None = None,
             recipe: TrainRecipe | dict | None = None, heldout: DataView | None = None, runtime: Runtime | None = None,
             seed: int = 0, store: Path | None = None, methods: Registry = METHODS,
@@ -64,18 +77,13 @@ def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data
     Task built from the resolved hyperparameters; classification by default) let other model families, such as
     the diffusion models of `generation`, run on the same engine.
     """
-    from ..data.splits import ForgetSplit
-
     if not isinstance(model, nn.Module):
         raise ConfigError(f"unlearn() takes a torch nn.Module as the model, got {type(model).__name__}")
-    if not isinstance(split, ForgetSplit):
-        raise ConfigError(f"unlearn() takes a ForgetSplit (uk.make_split) as the split, got {type(split).__name__}")
-    dataset = data if data is not None else split.dataset
-    if dataset is None:
-        raise ConfigError("unlearn() needs the dataset the split indexes: pass data=")
-    if split.n_train != len(dataset.train_labels):
-        raise ConfigError(f"the split covers {split.n_train} training samples but the dataset has "
-                          f"{len(dataset.train_labels)}")
+    dataset = data if data is not None or not isinstance(split, ForgetSplit) else split.dataset
+    check_split(split, dataset, "unlearn()")
+    seed = check_seed(seed, "unlearn()")
+    if heldout is not None:
+        check_heldout(heldout, dataset)
     declared = methods.get(method)
     hp = declared.resolve(hyperparameters, split.spec)
     recipe = as_recipe(recipe, dataset.recipe)
