@@ -167,9 +167,10 @@ def unlearn_checkpoint(checkpoint: Checkpoint, method: str, forget: str, seed: i
     from .unlearning.engine import unlearn
     from .unlearning.methods import METHODS
 
-    if checkpoint.record.get("kind") != "original":
-        raise CheckpointError(f"checkpoint '{checkpoint.path}' is a {checkpoint.record.get('kind')} model; "
-                              "unlearning starts from an original model (unlearnkit train)")
+    kind = checkpoint.record.get("kind")
+    if kind != "original":
+        raise CheckpointError(f"checkpoint '{checkpoint.path}' holds a model of kind '{kind}'; unlearning starts "
+                              "from an original model (unlearnkit train)")
     runtime = runtime or Runtime.create()
     store = writable_store(store)
     seed = int(checkpoint.record.get("seed", 0)) if seed is None else seed

@@ -93,9 +93,10 @@ class Generation(Domain):
         from ..generation.engine import unlearn_generation
         from ..generation.training import load_denoiser
 
-        if checkpoint.record.get("kind") != "original":
-            raise CheckpointError(f"checkpoint '{checkpoint.path}' is a {checkpoint.record.get('kind')} model; "
-                                  "unlearning starts from an original model (unlearnkit train --task generation)")
+        kind = checkpoint.record.get("kind")
+        if kind != "original":
+            raise CheckpointError(f"checkpoint '{checkpoint.path}' holds a model of kind '{kind}'; unlearning starts "
+                                  "from an original model (unlearnkit train --task generation)")
         seed = int(checkpoint.record.get("seed", 0)) if seed is None else seed
         declared = self.methods.get(method)
         dataset = dataset_of(checkpoint)
@@ -144,9 +145,10 @@ class Generation(Domain):
             if not self.owns(ck):
                 raise CheckpointError(f"the {role} '{ck.path}' is not a generation checkpoint")
         model_ck, oracle_ck = checkpoints["model"], checkpoints["oracle"]
-        if oracle_ck.record.get("kind") != "oracle":
-            raise CheckpointError(f"--oracle '{oracle_ck.path}' is a {oracle_ck.record.get('kind')} model, not an "
-                                  "oracle (unlearnkit retrain --task generation)")
+        kind = oracle_ck.record.get("kind")
+        if kind != "oracle":
+            raise CheckpointError(f"--oracle '{oracle_ck.path}' holds a model of kind '{kind}', not an oracle "
+                                  "(unlearnkit retrain --task generation)")
         fingerprints = {ck.record["data"].get("fingerprint") for ck in checkpoints.values()}
         if len(fingerprints) != 1:
             raise CheckpointError("the checkpoints were trained on different data")
