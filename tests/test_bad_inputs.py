@@ -76,6 +76,7 @@ def files(tmp_path_factory, stored):
         "no_root": "scenarios:\n  - {name: a, data: mnist, root: /nonexistent/mnist, forget: class:3}\n",
         "bad_spec": "scenarios:\n  - {name: a, forget: 'class:99'}\n",
         "no_seeds": "seeds: []\nscenarios:\n  - {name: a, forget: class:3}\n",
+        "no_scenarios": "scenarios: []\n",
     }
     for name, text in bench.items():
         (folder / f"bench_{name}.yaml").write_text(text)
@@ -194,6 +195,8 @@ def _cli_cases():
         ("bench file missing", ["bench", "--scenarios", f"{f}/missing.yaml"], "does not exist", None),
         ("bench file typo", ["bench", "--scenarios", f"{f}/bench_typo.yaml"], "forgett", None),
         ("bench names twice", ["bench", "--scenarios", f"{f}/bench_twice.yaml"], "names must be unique", None),
+        ("bench of no scenario", ["bench", "--scenarios", f"{f}/bench_no_scenarios.yaml"],
+         "at least one scenario is needed", None),
         ("bench bad hyperparameter", ["bench", "--scenarios", f"{f}/bench_bad_hp.yaml"],
          "iters: Input should be greater than or equal to 1", None),
         ("bench data missing", ["bench", "--scenarios", f"{f}/bench_no_root.yaml"], "does not exist", None),

@@ -51,6 +51,13 @@ class BenchConfig(BaseModel):
             raise ValueError("at least one seed is needed")
         return seeds
 
+    @field_validator("scenarios")
+    @classmethod
+    def _some_scenarios(cls, scenarios: list[Scenario]) -> list[Scenario]:
+        if not scenarios:
+            raise ValueError("at least one scenario is needed (a bench of none would write an empty report)")
+        return scenarios
+
 
 def load_bench_config(path: str | Path | None = None) -> BenchConfig:
     """Read a bench YAML file (the embedded digits bench when `path` is None). A relative `root` is read
