@@ -5,7 +5,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..config import read_yaml, validated
 from ..errors import ConfigError
@@ -44,19 +44,12 @@ class BenchConfig(BaseModel):
     attacks: list[str] | None = None        # the attacks reported (default: all; SalUn's SVC is slow on large sets)
     noise_floor_offset: int = 1000          # the second oracle is trained with seed + this offset
 
-    @field_validator("seeds")
+    @field_validator("seeds", "scenarios")
     @classmethod
-    def _some_seeds(cls, seeds: list[int]) -> list[int]:
-        if not seeds:
-            raise ValueError("at least one seed is needed")
-        return seeds
-
-    @field_validator("scenarios")
-    @classmethod
-    def _some_scenarios(cls, scenarios: list[Scenario]) -> list[Scenario]:
-        if not scenarios:
-            raise ValueError("at least one scenario is needed (a bench of none would write an empty report)")
-        return scenarios
+    def _not_empty(cls, values: list, info: ValidationInfo) -> list:
+        if not values:  # a bench of none would write an empty report
+            raise ValueError(f"at least one {info.field_name.removesuffix('s')} is needed")
+        return values
 
 
 def load_bench_config(path: str | Path | None = None) -> BenchConfig:
