@@ -70,7 +70,7 @@ def test_missing_index_file(tmp_path):
 def test_the_forget_set_given_as_indices_or_a_mask():
     mask = np.zeros(100, dtype=bool)
     mask[[9, 2, 5]] = True
-    for given in ([5, 2, 9], np.array([9, 5, 2]), torch.tensor([2, 9, 5]), mask, (2.0, 5.0, 9.0)):
+    for given in ([5, 2, 9], np.array([9, 5, 2]), torch.tensor([2, 9, 5]), mask, (2.0, 5.0, 9.0), {9, 2, 5}):
         split = make_split(given, LABELS)
         assert split.forget.tolist() == [2, 5, 9] and len(split.remain) == 97
         assert split.spec == "indices:<3 given>" and split.kind == "indices"
@@ -85,7 +85,7 @@ def test_the_forget_set_given_as_indices_or_a_mask():
     (np.ones(7, dtype=bool), r"one entry per training sample \(100\), got 7"),
     (np.zeros((2, 2), dtype=int), r"one flat sequence of integers, got shape \(2, 2\)"),
     (7, "a sequence of training indices, got int"),
-    ({1, 2}, "a sequence of training indices, got set"),
+    ({1: 2}, "a sequence of training indices, got dict"),
 ])
 def test_bad_given_indices_get_clear_errors(given, message):
     with pytest.raises(SplitError, match=message):

@@ -202,7 +202,7 @@ def check_classifier(model: nn.Module, view: DataView, runtime: Runtime) -> None
     try:
         with runtime.autocast():
             outputs = model(x.to(runtime.device))
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:  # shape, signature or dtype mismatches
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"the model cannot take this dataset's inputs, batches of shape {tuple(x.shape)}: "
                           f"{first}") from None

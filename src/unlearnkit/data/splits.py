@@ -186,10 +186,12 @@ def _indices(path: Path, n: int) -> np.ndarray:
 
 
 def _given_indices(spec) -> np.ndarray:
-    """The forget set passed as an object: a sequence or array of indices, or a boolean mask."""
-    if isinstance(spec, (bytes, dict, set)) or not hasattr(spec, "__len__"):
+    """The forget set passed as an object: a sequence, set or array of indices, or a boolean mask."""
+    if isinstance(spec, (bytes, dict)) or not hasattr(spec, "__len__"):
         raise SplitError(f"a forget spec is a string such as random:0.1 or class:3, or a sequence of training "
                          f"indices, got {type(spec).__name__}")
+    if isinstance(spec, (set, frozenset)):
+        spec = list(spec)  # the split sorts its indices anyway
     values = np.asarray(spec.detach().cpu() if hasattr(spec, "detach") else spec)
     if values.dtype == object or values.ndim != 1:
         raise SplitError(f"the forget indices must be one flat sequence of integers, got shape {values.shape} "
