@@ -311,6 +311,8 @@ def _api_cases(data, model, split):
          "one entry per training sample (1437), got 5"),
         ("unknown dataset", lambda: uk.load_dataset("nope"), "unknown dataset 'nope'"),
         ("unknown dataset option", lambda: uk.load_dataset("digits", bogus=1), "has no option(s) ['bogus']"),
+        ("one class only", lambda: uk.from_torch([(torch.zeros(1, 4, 4), 0)] * 4, [(torch.zeros(1, 4, 4), 0)] * 2),
+         "the labels name a single class; a classifier needs at least two"),
         ("model too large for the images", lambda: uk.spec_for("lenet5", data), "cannot take the 1x8x8 images"),
         ("unknown device", lambda: uk.Runtime.create("tpu"), "unknown device"),
         ("zero threads", lambda: uk.Runtime.create("cpu", 0), "threads must be >= 1"),

@@ -1,5 +1,6 @@
 import gzip
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -44,6 +45,20 @@ def test_mnist_reads_idx_files_gz_or_raw(tmp_path, gz):
     data = load_dataset("mnist", tmp_path)
     assert data.train_images.shape == (12, 1, 28, 28) and data.train_images.dtype == torch.uint8
     assert data.test_labels.tolist() == [0, 1, 2, 3, 4] and data.num_classes == 10
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"train_size": "8"}, "train_size must be a whole number, got '8'"),
+    ({"train_size": 4, "subset_seed": 0.5}, "subset_seed must be a whole number, got 0.5"),
+    ({"test_size": 9}, "test_size must be in 1..5"),
+])
+def test_mnist_subset_options_are_checked(tmp_path, options, message):
+    for prefix, n in (("train", 12), ("t10k", 5)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", np.zeros((n, 28, 28)), False)
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, False)
+    assert len(load_dataset("mnist", tmp_path, train_size=4).train_labels) == 4
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_dataset("mnist", tmp_path, **options)
 
 
 def test_mnist_missing_folder_and_files(tmp_path):

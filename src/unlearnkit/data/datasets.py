@@ -78,6 +78,9 @@ def _load_cifar(variant: str, mean, std):
 
 def _subset(images: torch.Tensor, labels: torch.Tensor, size: int, seed: int, part: str):
     """A seeded random `size` of the samples (all of them for size 0), kept in their original order."""
+    for option, value in ((f"{part}_size", size), ("subset_seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ConfigError(f"{option} must be a whole number, got {value!r}")
     if size == 0:
         return images, labels
     if not 0 < size <= len(labels):
@@ -221,6 +224,8 @@ def from_torch(train, test, classes: list[str] | None = None, name: str = "custo
     if train_x.shape[1:] != test_x.shape[1:]:
         raise DataError(f"train images are {tuple(train_x.shape[1:])} but test images are {tuple(test_x.shape[1:])}")
     n_classes = int(max(train_y.max(), test_y.max())) + 1
+    if n_classes < 2:
+        raise DataError("the labels name a single class; a classifier needs at least two")
     if classes is not None and len(classes) < n_classes:
         raise DataError(f"{len(classes)} class names given, but the labels go up to {n_classes - 1}")
     classes = list(classes) if classes is not None else [str(i) for i in range(n_classes)]
