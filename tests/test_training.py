@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from unlearnkit.artifacts import load_checkpoint, load_weights
-from unlearnkit.config import TrainRecipe
+from unlearnkit.config import TrainRecipe, as_recipe
 from unlearnkit.data import make_split
 from unlearnkit.errors import CheckpointError, ConfigError
 from unlearnkit.models import ModelSpec, spec_for
@@ -198,3 +198,14 @@ def test_the_unrolling_penalty_adds_lambda_times_the_mean_logit_std_and_rejects_
     assert training_loss(RECIPE)(logits, labels).item() == pytest.approx(plain)
     with pytest.raises(ConfigError, match="logit_std_penalty"):
         RECIPE.with_overrides({"logit_std_penalty": -1.0})
+
+
+def test_a_recipe_dict_overrides_only_the_fields_it_names():
+    base = TrainRecipe(epochs=15, batch_size=32, lr=0.05, momentum=0.5, weight_decay=0.0, augment=False)
+    assert as_recipe({"lr": 0.01}, base) == base.model_copy(update={"lr": 0.01})
+    assert as_recipe(None, base) is base
+    with pytest.raises(ConfigError, match="unknown training recipe option"):
+        as_recipe({"lrr": 0.01}, base)
+    with pytest.raises(ConfigError, match="lr: Input should be greater than 0"):
+        as_recipe({"lr": 0}, base)
+

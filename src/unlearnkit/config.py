@@ -39,13 +39,14 @@ GENERIC_RECIPE = TrainRecipe(epochs=20, batch_size=128, lr=0.05, augment=False)
 
 
 def as_recipe(recipe: "TrainRecipe | dict | None", default: TrainRecipe) -> TrainRecipe:
-    """A TrainRecipe from a recipe, a dict of its fields (validated), or None (the default)."""
+    """A TrainRecipe from a recipe, a dict of fields that override the default's (validated, as a scenario's
+    `recipe:` and the command line's --epochs do), or None (the default)."""
     if recipe is None:
         return default
     if isinstance(recipe, TrainRecipe):
         return recipe
     if isinstance(recipe, dict):
-        return validated(TrainRecipe, recipe, "training recipe")
+        return default.with_overrides(recipe)
     raise ConfigError(f"a training recipe must be a TrainRecipe or a dict of its fields, got {type(recipe).__name__}")
 
 

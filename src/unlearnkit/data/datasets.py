@@ -165,8 +165,8 @@ def from_torch(train, test, classes: list[str] | None = None, name: str = "custo
     (N, F) batches, each feature normalised as a channel. uint8 images are read as 0-255 pixels and scaled to
     [0, 1]; float images are used as given. With `normalize=True` the per-channel mean and std of the training
     images are learned and applied; otherwise none is (apply your own in the Dataset). Labels must be integers 0..K-1.
-    `recipe` is how models are trained on this data from scratch by default (a TrainRecipe or a dict of its
-    fields; default `config.GENERIC_RECIPE`). `name` only labels records and tables: it never selects a
+    `recipe` is how models are trained on this data from scratch by default (a TrainRecipe, or a dict of fields
+    over `config.GENERIC_RECIPE`, the default). `name` only labels records and tables: it never selects a
     recipe or any default.
     """
     if layout not in LAYOUTS:
