@@ -46,6 +46,8 @@ def test_indices_from_txt_and_npy(tmp_path):
     np.save(tmp_path / "f.npy", np.array([7, 1]))
     assert make_split(f"indices:{tmp_path / 'f.txt'}", LABELS).forget.tolist() == [2, 5, 9]
     assert make_split(f"indices:{tmp_path / 'f.npy'}", LABELS).forget.tolist() == [1, 7]
+    np.save(tmp_path / "mask.npy", np.isin(np.arange(100), [3, 8]))
+    assert make_split(f"indices:{tmp_path / 'mask.npy'}", LABELS).forget.tolist() == [3, 8]
 
 
 @pytest.mark.parametrize("content, message", [

@@ -3,7 +3,8 @@
 Specs:
   random:0.1        a seeded random 10% of the training set
   class:3 / class:3,5   every training sample of those classes (indices or class names)
-  indices:FILE      explicit training indices from a .txt (whitespace or comma separated) or .npy file
+  indices:FILE      explicit training indices from a .txt (whitespace or comma separated) or .npy file (or a
+                    boolean mask over the training set in a .npy)
 
 In Python the forget set may also be given as the indices themselves (a deletion request's rows) or as a boolean
 mask over the training set; its spec then reads `indices:<K given>`.
