@@ -85,7 +85,9 @@ def test_a_users_data_runs_through_unlearn_verdict_and_evaluate(digits_as_user_d
                           "recipe 15 epochs of batch 32 at lr 0.05)")
     sizes = f"{len(split.forget)} forget / {len(split.remain)} remain"
     assert repr(split) == f"ForgetSplit('class:3', seed 0: {sizes}, classes [3])"
-    assert repr(result).startswith(f"UnlearnResult('sfron': {result.steps} steps, ") and "\n" not in repr(result)
+    kept = result.details["calibration"]["stopped_at_step"]
+    assert repr(result).startswith(f"UnlearnResult('sfron': kept step {kept} of {result.steps} planned, ")
+    assert "\n" not in repr(result) and 0 < kept <= result.steps
     assert result.details["calibration"]["decision"] in repr(result)
 
 

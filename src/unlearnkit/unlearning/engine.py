@@ -36,8 +36,12 @@ class UnlearnResult:
                 "sample_passes": self.sample_passes, "steps": self.steps, **self.details}
 
     def __repr__(self) -> str:  # a summary: the default would print the model and every calibration check
-        decision = self.details.get("calibration", {}).get("decision")
-        return (f"UnlearnResult({self.method!r}: {self.steps} steps, {self.sample_passes} sample passes, "
+        calibration = self.details.get("calibration", {})
+        decision, kept = calibration.get("decision"), calibration.get("stopped_at_step")
+        # A calibrated run plans `steps` and keeps the weights of one check: "nothing to forget" keeps step 0.
+        steps = (f"{self.steps} step{'s' * (self.steps != 1)}" if kept is None
+                 else f"kept step {kept} of {self.steps} planned")
+        return (f"UnlearnResult({self.method!r}: {steps}, {self.sample_passes} sample passes, "
                 f"{self.wall_time_s:.2f} s" + (f"; {decision}" if decision else "") + ")")
 
 
