@@ -1,8 +1,8 @@
-"""Mean per-seed closing fractions from a bench's results.csv: for each scenario and method, (doing nothing − method)
-/ (doing nothing − the second oracle) per seed, for Avg.Gap and KL, then the mean over the seeds that have one (a
-seed where doing nothing is already within the floor has none). The bench's own tables print the fraction of the
-seed means instead; docs/defaults.md's targets are per seed. Also each method's largest cost and its worst seed's
-test accuracy against that seed's oracle.
+"""Per-seed closing fractions from a bench's results.csv: for each scenario and method, (doing nothing − method) /
+(doing nothing − the second oracle) per seed, for Avg.Gap and KL, then their mean over the seeds that have one (a
+seed where doing nothing is already within the floor has none), which the bench's tables give in brackets and
+docs/defaults.md's targets are stated in. Also each method's largest cost and its worst seed's test accuracy
+against that seed's oracle.
 
     python benchmarks/per_seed_closing.py <bench out>/results.csv [method,method ...]   # default: sfron
 """
@@ -13,10 +13,8 @@ import math
 import sys
 from pathlib import Path
 
-from references import nanmean
-
 from unlearnkit.bench.runner import NOISE_FLOOR, ORACLE, ORIGINAL
-from unlearnkit.bench.verdict import CLOSED, closing_fraction
+from unlearnkit.bench.verdict import CLOSED, closing_fraction, per_seed_closing
 
 
 def read(path: Path) -> dict[tuple[str, int, str], dict[str, float]]:
@@ -36,9 +34,11 @@ def table(cells: dict, methods: list[str]) -> list[str]:
         for method in methods:
             if (scenario, seeds[0], method) not in cells:
                 continue
-            per_seed = [[closing_fraction(cells[scenario, seed, ORIGINAL][k], cells[scenario, seed, NOISE_FLOOR][k],
-                                          cells[scenario, seed, method][k]) for k in CLOSED] for seed in seeds]
-            mean = [nanmean(fractions[i] for fractions in per_seed) for i in range(len(CLOSED))]
+            runs = {name: {seed: cells[scenario, seed, name] for seed in seeds}
+                    for name in (ORIGINAL, NOISE_FLOOR, method)}
+            per_seed = [[closing_fraction(runs[ORIGINAL][seed][k], runs[NOISE_FLOOR][seed][k], runs[method][seed][k])
+                         for k in CLOSED] for seed in seeds]
+            mean = list(per_seed_closing(runs[method], runs[ORIGINAL], runs[NOISE_FLOOR]).values())
             cost = max(cells[scenario, seed, method]["cost_ratio"] for seed in seeds)
             drop = min(cells[scenario, seed, method]["test_acc"] - cells[scenario, seed, ORACLE]["test_acc"]
                        for seed in seeds)

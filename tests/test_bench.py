@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 import unlearnkit.bench.runner as runner
 from unlearnkit.bench import bench, load_bench_config
 from unlearnkit.bench.scenarios import BenchConfig
+from unlearnkit.bench.tables import markdown, summarise, verdicts
 from unlearnkit.bench.tuning import grid, tune
 from unlearnkit.cli import app
 from unlearnkit.config import TrainRecipe
@@ -39,6 +40,22 @@ def test_bench_writes_the_table_csv_json_and_report(tmp_path, runtime):
     assert csv_lines[0].startswith("scenario,seed,method,forget_acc") and len(csv_lines) == 11
     report = (tmp_path / "out" / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 2 + 3  # two plots per scenario, per-class for class-wise
+
+
+def test_the_per_seed_closing_is_the_mean_of_each_seeds_own_fraction():
+    # Seed 0: nothing 4, floor 2, method 3 -> closes 0.5 in Avg.Gap; seed 1: nothing 10, floor 2, method 2 -> 1.0.
+    # The mean rows (nothing 7, floor 2, method 2.5) close 0.9 instead. In KL seed 1's doing nothing is within
+    # its floor, so only seed 0's fraction (0.25) counts.
+    figures = {0: {"Original": (4, 0.4), "RT′ (2nd seed)": (2, 0.0), "RT (oracle)": (0, 0.0), "ft": (3, 0.3)},
+               1: {"Original": (10, 0.1), "RT′ (2nd seed)": (2, 0.2), "RT (oracle)": (0, 0.0), "ft": (2, 0.0)}}
+    cells = [runner.Cell("s", seed, method, {"avg_gap": gap, "kl_forget": kl, "rte_s": 1.0, "retrain_s": 1.0})
+             for seed, rows in figures.items() for method, (gap, kl) in rows.items()]
+    summary = summarise(cells, None)
+    said = verdicts(summary)
+    ft = {r["method"]: r for r in summary["s"]}["ft"]
+    assert math.isclose(ft["seed_closing_avg_gap"], 0.75) and math.isclose(ft["closing_avg_gap"], 0.9)
+    assert math.isclose(ft["seed_closing_kl_forget"], 0.25)
+    assert "| 90% (75%) |" in markdown(summary, said=said)
 
 
 def test_a_restarted_bench_skips_finished_cells(tmp_path, runtime, monkeypatch):

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..artifacts import atomic_write_text  # noqa: E402
 from .runner import NOISE_FLOOR, ORACLE, ORIGINAL  # noqa: E402
-from .tables import fmt, gap_columns, method_label, own_columns, percent  # noqa: E402
+from .tables import closes, fmt, gap_columns, method_label, own_columns  # noqa: E402
 
 
 def _png(fig) -> str:
@@ -92,8 +92,8 @@ def _table(rows: list[dict], columns: dict[str, str]) -> str:
         gap = fmt(r["avg_gap"])
         gap = f"<b>{gap}</b>" if best is not None and r["avg_gap"] == best else gap
         speed = "—" if math.isnan(r["speedup"]) else f"{r['speedup']:.1f}×"
-        row = [html.escape(method_label(r)), *cells, gap, fmt(r["kl_forget"], 3), percent(r.get("closing_avg_gap")),
-               percent(r.get("closing_kl_forget")), fmt(r["rte_s"]), speed]
+        row = [html.escape(method_label(r)), *cells, gap, fmt(r["kl_forget"], 3), closes(r, "avg_gap"),
+               closes(r, "kl_forget"), fmt(r["rte_s"]), speed]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 

@@ -9,8 +9,8 @@ import statistics
 from pathlib import Path
 
 from ..artifacts import atomic_write_text, finite_json
-from .runner import REFERENCE_ROWS, Cell
-from .verdict import assess
+from .runner import NOISE_FLOOR, ORIGINAL, REFERENCE_ROWS, Cell
+from .verdict import assess, per_seed_closing
 
 ACCURACIES = (("forget_acc", "FA"), ("remain_acc", "RA"), ("test_acc", "TA"))
 # Averaged over seeds in every domain (a domain without one of them, e.g. no test set, leaves its column out).
@@ -20,7 +20,8 @@ NOTE = ("FA/RA/TA/MIA: mean ± std over seeds (mean per-seed |gap| to that seed'
         "gaps shown. D_KL: KL(oracle ‖ model) on the forget set. RTE: wall time of the unlearning call; "
         "speed-up: oracle training time / RTE; cost: forward-backward sample passes / the oracle's. "
         "RT′ is a second oracle trained with another seed: the noise floor. Closes: (doing nothing − method) / "
-        "(doing nothing − RT′), for Avg.Gap and KL: 100% is as close to the oracle as a second oracle is.")
+        "(doing nothing − RT′), for Avg.Gap and KL, of the mean rows; in brackets, the mean of each seed's own "
+        "fraction: 100% is as close to the oracle as a second oracle is.")
 
 
 def _stats(values: list) -> tuple[float, float]:
@@ -33,14 +34,22 @@ def _stats(values: list) -> tuple[float, float]:
 def summarise(cells: list[Cell], mia: str | None, figures: tuple[str, ...] = ()) -> dict[str, list[dict]]:
     """Per scenario, one row per method (reference rows first): mean and std over seeds of every number (the
     common FIGURES and a domain's own `figures`), gaps to the oracle taken per seed against that seed's oracle,
-    then averaged. `mia`: the attack in Avg.Gap (None: the domain has none)."""
-    by_scenario: dict[str, dict[str, list[dict]]] = {}
+    then averaged. `mia`: the attack in Avg.Gap (None: the domain has none). Where doing nothing and the floor
+    were run, each method's row also holds `seed_closing_avg_gap` and `seed_closing_kl_forget`: the mean of its
+    per-seed closing fractions (bench.verdict.per_seed_closing)."""
+    by_scenario: dict[str, dict[str, dict[int, dict]]] = {}
     for c in cells:
-        by_scenario.setdefault(c.scenario, {}).setdefault(c.method, []).append(c.metrics)
+        by_scenario.setdefault(c.scenario, {}).setdefault(c.method, {})[c.seed] = c.metrics
     summary = {}
     for scenario, rows in by_scenario.items():
         order = [r for r in REFERENCE_ROWS if r in rows] + [r for r in rows if r not in REFERENCE_ROWS]
-        summary[scenario] = [_row(name, rows[name], mia, figures) for name in order]
+        summary[scenario] = [_row(name, list(rows[name].values()), mia, figures) for name in order]
+        if ORIGINAL in rows and NOISE_FLOOR in rows:
+            finished = {name: {s: m for s, m in runs.items() if "error" not in m} for name, runs in rows.items()}
+            for row in summary[scenario]:
+                if row["method"] not in REFERENCE_ROWS:
+                    closing = per_seed_closing(finished[row["method"]], finished[ORIGINAL], finished[NOISE_FLOOR])
+                    row.update({f"seed_closing_{k}": v for k, v in closing.items()})
     return summary
 
 
@@ -94,6 +103,12 @@ def percent(value: float) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.0f}%"
 
 
+def closes(row: dict, key: str) -> str:
+    """A closing fraction of the mean rows, with the mean per-seed one in brackets where it was measured."""
+    per_seed = row.get(f"seed_closing_{key}")
+    return percent(row.get(f"closing_{key}")) + (f" ({percent(per_seed)})" if _measured(per_seed) else "")
+
+
 def markdown(summary: dict[str, list[dict]], titles: dict[str, str] | None = None,
              said: dict[str, dict] | None = None, columns: dict[str, str] | None = None, note: str = NOTE) -> str:
     """The paper's layout: the accuracies (and the attack) the domain measures, as mean±std (gap to the oracle),
@@ -113,8 +128,8 @@ def markdown(summary: dict[str, list[dict]], titles: dict[str, str] | None = Non
             cells += [f"{fmt(r.get(k))}±{fmt(r.get(k + '_std'))}" for k in shown]
             speed = f"{fmt(r['speedup'], 1)}×" if not math.isnan(r["speedup"]) else "—"
             out.append(f"| {method_label(r)} | " + " | ".join(cells) + f" | {fmt(r['avg_gap'])} | "
-                       f"{fmt(r['kl_forget'], 3)} | {percent(r.get('closing_avg_gap'))} | "
-                       f"{percent(r.get('closing_kl_forget'))} | {fmt(r['rte_s'], 2)} | {speed} | "
+                       f"{fmt(r['kl_forget'], 3)} | {closes(r, 'avg_gap')} | "
+                       f"{closes(r, 'kl_forget')} | {fmt(r['rte_s'], 2)} | {speed} | "
                        f"{fmt(r['cost_ratio'], 3)} |")
         out.append("")
         if any(r.get("audit_auc") is not None for r in rows):

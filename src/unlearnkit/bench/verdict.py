@@ -6,7 +6,9 @@ closes, and which method comes closest to the oracle.
 for Avg.Gap and for KL(oracle ‖ model) on D_f, from the scenario's mean rows: 1 means the method is as close to
 the oracle as a second oracle (RT′, another seed) is; 0 means no closer than the original model; above 1, closer
 than the floor (within noise of it); below 0, further than doing nothing. Where doing nothing is already within
-the floor on both, there is nothing to forget and no fraction is given.
+the floor on both, there is nothing to forget and no fraction is given. Beside it, `per_seed_closing` is the mean
+of each seed's own fraction (a seed whose doing nothing is within its floor has none): the figure the defaults'
+targets are stated in (docs/defaults.md).
 """
 from __future__ import annotations
 
@@ -15,6 +17,18 @@ import math
 from .runner import NOISE_FLOOR, ORACLE, ORIGINAL, REFERENCE_ROWS
 
 CLOSED = ("avg_gap", "kl_forget")
+
+
+def per_seed_closing(runs: dict[int, dict], nothing: dict[int, dict], floor: dict[int, dict]) -> dict[str, float]:
+    """Per figure of CLOSED, the mean over the seeds a method finished of that seed's closing fraction, against
+    that seed's doing nothing and floor (seed -> metrics); NaN where no seed has one."""
+    means = {}
+    for key in CLOSED:
+        values = [closing_fraction(nothing[s].get(key), floor[s].get(key), runs[s].get(key)) for s in runs
+                  if s in nothing and s in floor]  # a domain that measures no KL has no fraction for it
+        values = [v for v in values if not math.isnan(v)]
+        means[key] = math.fsum(values) / len(values) if values else math.nan
+    return means
 
 
 def within_floor(nothing: float, floor: float) -> bool:
