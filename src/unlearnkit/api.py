@@ -31,13 +31,6 @@ def _model_and_record(thing, what: str) -> tuple[nn.Module, dict | None]:
                       f"got {type(thing).__name__}")
 
 
-def _split_and_data(split, data, who: str) -> ImageDataset:
-    """The dataset a ForgetSplit indexes (`data`, else the one it was made from), checked against it."""
-    data = data if data is not None or not isinstance(split, ForgetSplit) else split.dataset
-    check_split(split, data, f"{who}()")
-    return data
-
-
 def _made_for(thing, split: ForgetSplit, what: str, retrained: bool = False) -> None:
     """A stored checkpoint must belong to this very forget split: an oracle (or floor) of another split would
     score every method against the wrong answer without a word. An oracle must have a split at all (an original
@@ -83,7 +76,7 @@ def evaluate(model, oracle, split: ForgetSplit, data: ImageDataset | None = None
     from .bench.verdict import closing_fraction
     from .evaluation.protocol import evaluate as protocol
 
-    data = _split_and_data(split, data, "evaluate")
+    data = check_split(split, data, "evaluate()")
     for thing, what, retrained in ((model, "model", False), (original, "original", False), (oracle, "oracle", True),
                                    (floor, "floor", True)):
         _made_for(thing, split, what, retrained)
@@ -112,7 +105,7 @@ def verdict(original, unlearned, split: ForgetSplit, data: ImageDataset | None =
     model damaged, with the signals it rests on before and after."""
     from .evaluation.oracle_free import verdict as judge
 
-    data = _split_and_data(split, data, "verdict")
+    data = check_split(split, data, "verdict()")
     runtime = runtime or Runtime.create()
     before, _ = _model_and_record(original, "original")
     after, _ = _model_and_record(unlearned, "unlearned")

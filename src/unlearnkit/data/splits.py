@@ -77,16 +77,19 @@ class ForgetSplit:
             return cls(meta["spec"], meta["seed"], f["forget"], f["remain"], tuple(meta["forgotten_classes"]))
 
 
-def check_split(split, dataset, who: str) -> None:
-    """Raise ConfigError unless `split` is a ForgetSplit over `dataset`'s training set: a split of other data
-    would index the wrong samples (or run past them) without a word."""
+def check_split(split, dataset, who: str):
+    """The dataset `split` indexes (`dataset`, else the one it was made from), after checking that `split` is a
+    ForgetSplit over its training set: a split of other data would index the wrong samples (or run past them)
+    without a word. Raises ConfigError."""
     if not isinstance(split, ForgetSplit):
         raise ConfigError(f"{who} takes a ForgetSplit (uk.make_split) as the split, got {type(split).__name__}")
+    dataset = dataset if dataset is not None else split.dataset
     if dataset is None:
         raise ConfigError(f"{who} needs the dataset the split indexes: pass data=")
     if split.n_train != len(dataset.train_labels):
         raise ConfigError(f"the split covers {split.n_train} training samples but dataset '{dataset.name}' has "
                           f"{len(dataset.train_labels)}: they do not belong together")
+    return dataset
 
 
 def make_split(spec, data, seed: int = 0, classes: list[str] | None = None) -> ForgetSplit:

@@ -83,8 +83,7 @@ def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"unlearn() takes a torch nn.Module as the model, got {type(model).__name__}")
-    dataset = data if data is not None or not isinstance(split, ForgetSplit) else split.dataset
-    check_split(split, dataset, "unlearn()")
+    dataset = check_split(split, data, "unlearn()")
     seed = check_seed(seed, "unlearn()")
     if heldout is not None:
         check_heldout(heldout, dataset)
