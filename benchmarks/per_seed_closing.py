@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from unlearnkit.bench.runner import NOISE_FLOOR, ORACLE, ORIGINAL
-from unlearnkit.bench.verdict import CLOSED, closing_fraction, per_seed_closing
+from unlearnkit.bench.verdict import CLOSED, per_seed_closing, seed_fractions
 
 
 def read(path: Path) -> dict[tuple[str, int, str], dict[str, float]]:
@@ -36,9 +36,9 @@ def table(cells: dict, methods: list[str]) -> list[str]:
                 continue
             runs = {name: {seed: cells[scenario, seed, name] for seed in seeds}
                     for name in (ORIGINAL, NOISE_FLOOR, method)}
-            per_seed = [[closing_fraction(runs[ORIGINAL][seed][k], runs[NOISE_FLOOR][seed][k], runs[method][seed][k])
-                         for k in CLOSED] for seed in seeds]
-            mean = list(per_seed_closing(runs[method], runs[ORIGINAL], runs[NOISE_FLOOR]).values())
+            references = runs[method], runs[ORIGINAL], runs[NOISE_FLOOR]
+            per_seed = [list(fractions.values()) for fractions in seed_fractions(*references).values()]
+            mean = list(per_seed_closing(*references).values())
             cost = max(cells[scenario, seed, method]["cost_ratio"] for seed in seeds)
             drop = min(cells[scenario, seed, method]["test_acc"] - cells[scenario, seed, ORACLE]["test_acc"]
                        for seed in seeds)

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 import unlearnkit.bench.runner as runner
 from unlearnkit.bench import bench, load_bench_config
+from unlearnkit.bench.html import write_report
 from unlearnkit.bench.scenarios import BenchConfig
 from unlearnkit.bench.tables import markdown, summarise, verdicts
 from unlearnkit.bench.tuning import grid, tune
@@ -42,7 +43,7 @@ def test_bench_writes_the_table_csv_json_and_report(tmp_path, runtime):
     assert report.count("data:image/png;base64,") == 2 + 3  # two plots per scenario, per-class for class-wise
 
 
-def test_the_per_seed_closing_is_the_mean_of_each_seeds_own_fraction():
+def test_the_per_seed_closing_is_the_mean_of_each_seeds_own_fraction(tmp_path):
     # Seed 0: nothing 4, floor 2, method 3 -> closes 0.5 in Avg.Gap; seed 1: nothing 10, floor 2, method 2 -> 1.0.
     # The mean rows (nothing 7, floor 2, method 2.5) close 0.9 instead. In KL seed 1's doing nothing is within
     # its floor, so only seed 0's fraction (0.25) counts.
@@ -55,7 +56,11 @@ def test_the_per_seed_closing_is_the_mean_of_each_seeds_own_fraction():
     ft = {r["method"]: r for r in summary["s"]}["ft"]
     assert math.isclose(ft["seed_closing_avg_gap"], 0.75) and math.isclose(ft["closing_avg_gap"], 0.9)
     assert math.isclose(ft["seed_closing_kl_forget"], 0.25)
-    assert "| 90% (75%) |" in markdown(summary, said=said)
+    md = markdown(summary, said=said)
+    assert "| 90% (75%) |" in md
+    assert "| ft | 50% / 25% | 100% / — |" in md  # each seed's own, seed 1's KL within its floor
+    page = write_report(summary, tmp_path, {}, {}, {}, "bench", said).read_text()
+    assert "<td>ft</td><td>50% / 25%</td><td>100% / —</td>" in page
 
 
 def test_a_restarted_bench_skips_finished_cells(tmp_path, runtime, monkeypatch):

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..artifacts import atomic_write_text  # noqa: E402
 from .runner import NOISE_FLOOR, ORACLE, ORIGINAL  # noqa: E402
-from .tables import closes, fmt, gap_columns, method_label, own_columns  # noqa: E402
+from .tables import SEED_NOTE, closes, fmt, gap_columns, method_label, own_columns, seed_table  # noqa: E402
 
 
 def _png(fig) -> str:
@@ -25,8 +25,10 @@ def _png(fig) -> str:
 
 
 def gap_figure(rows: list[dict]):
-    """Gap to the oracle of each accuracy (and the MIA) the domain measures, per method."""
+    """Gap to the oracle of each accuracy (and the MIA) the domain measures, per method; None if it measures none."""
     columns = gap_columns(rows)
+    if not columns:
+        return None
     rows = [r for r in rows if r["method"] != ORACLE]
     fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(rows)), 3.4))
     width = 0.8 / len(columns)
@@ -95,7 +97,17 @@ def _table(rows: list[dict], columns: dict[str, str]) -> str:
         row = [html.escape(method_label(r)), *cells, gap, fmt(r["kl_forget"], 3), closes(r, "avg_gap"),
                closes(r, "kl_forget"), fmt(r["rte_s"]), speed]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>" + _seed_table(rows)
+
+
+def _seed_table(rows: list[dict]) -> str:
+    seeds, per_seed = seed_table(rows)
+    if not seeds:
+        return ""
+    head = "".join(f"<th>{h}</th>" for h in ("method", *(f"seed {s}" for s in seeds)))
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in (name, *cells)) + "</tr>"
+                   for name, cells in per_seed)
+    return f"<p>{html.escape(SEED_NOTE)}</p><table><tr>{head}</tr>{body}</table>"
 
 
 def write_report(summary: dict[str, list[dict]], out_dir: Path, titles: dict[str, str],
@@ -112,7 +124,7 @@ def write_report(summary: dict[str, list[dict]], out_dir: Path, titles: dict[str
         figures = [gap_figure(rows), tradeoff_figure(rows)] if against else []
         if forgotten.get(scenario) and any(r["per_class_test_acc"] for r in rows):
             figures.append(per_class_figure(rows, classes[scenario], forgotten[scenario]))
-        pictures = [_png(f) for f in figures]
+        pictures = [_png(f) for f in figures if f is not None]
         pictures += [base64.b64encode(Path(p).read_bytes()).decode() for p in (images or {}).get(scenario, [])]
         shown = "".join(f'<img src="data:image/png;base64,{p}">' for p in pictures)
         sections.append(f"<h2>{html.escape(titles.get(scenario, scenario))}</h2>{sentence}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..artifacts import atomic_write_text, finite_json
 from .runner import NOISE_FLOOR, ORIGINAL, REFERENCE_ROWS, Cell
-from .verdict import assess, per_seed_closing
+from .verdict import CLOSED, assess, per_seed_closing, seed_fractions
 
 ACCURACIES = (("forget_acc", "FA"), ("remain_acc", "RA"), ("test_acc", "TA"))
 # Averaged over seeds in every domain (a domain without one of them, e.g. no test set, leaves its column out).
@@ -36,7 +36,7 @@ def summarise(cells: list[Cell], mia: str | None, figures: tuple[str, ...] = ())
     common FIGURES and a domain's own `figures`), gaps to the oracle taken per seed against that seed's oracle,
     then averaged. `mia`: the attack in Avg.Gap (None: the domain has none). Where doing nothing and the floor
     were run, each method's row also holds `seed_closing_avg_gap` and `seed_closing_kl_forget`: the mean of its
-    per-seed closing fractions (bench.verdict.per_seed_closing)."""
+    per-seed closing fractions (bench.verdict.per_seed_closing), and `seed_fractions`, each seed's own."""
     by_scenario: dict[str, dict[str, dict[int, dict]]] = {}
     for c in cells:
         by_scenario.setdefault(c.scenario, {}).setdefault(c.method, {})[c.seed] = c.metrics
@@ -48,8 +48,9 @@ def summarise(cells: list[Cell], mia: str | None, figures: tuple[str, ...] = ())
             finished = {name: {s: m for s, m in runs.items() if "error" not in m} for name, runs in rows.items()}
             for row in summary[scenario]:
                 if row["method"] not in REFERENCE_ROWS:
-                    closing = per_seed_closing(finished[row["method"]], finished[ORIGINAL], finished[NOISE_FLOOR])
-                    row.update({f"seed_closing_{k}": v for k, v in closing.items()})
+                    runs = finished[row["method"]], finished[ORIGINAL], finished[NOISE_FLOOR]
+                    row.update({f"seed_closing_{k}": v for k, v in per_seed_closing(*runs).items()})
+                    row["seed_fractions"] = seed_fractions(*runs)
     return summary
 
 
@@ -109,6 +110,22 @@ def closes(row: dict, key: str) -> str:
     return percent(row.get(f"closing_{key}")) + (f" ({percent(per_seed)})" if _measured(per_seed) else "")
 
 
+def seed_table(rows: list[dict]) -> tuple[list[int], list[tuple[str, list[str]]]]:
+    """Each method's closing fractions seed by seed, "Avg.Gap / KL" (the mean in brackets is theirs): the seeds,
+    and per method its cells; no seeds where fewer than two have fractions, since one seed's is the mean."""
+    measured = [r for r in rows if r.get("seed_fractions")]
+    seeds = sorted({s for r in measured for s in r["seed_fractions"]})
+    if len(seeds) < 2:
+        return [], []
+    cells = [(method_label(r), [" / ".join(percent(r["seed_fractions"][s][k]) for k in CLOSED)
+                                if s in r["seed_fractions"] else "no result" for s in seeds]) for r in measured]
+    return seeds, cells
+
+
+SEED_NOTE = ("Closing per seed, Avg.Gap / KL, each against that seed's doing nothing and RT′ (— where that seed's "
+             "doing nothing is already within its floor):")
+
+
 def markdown(summary: dict[str, list[dict]], titles: dict[str, str] | None = None,
              said: dict[str, dict] | None = None, columns: dict[str, str] | None = None, note: str = NOTE) -> str:
     """The paper's layout: the accuracies (and the attack) the domain measures, as mean±std (gap to the oracle),
@@ -132,6 +149,12 @@ def markdown(summary: dict[str, list[dict]], titles: dict[str, str] | None = Non
                        f"{closes(r, 'kl_forget')} | {fmt(r['rte_s'], 2)} | {speed} | "
                        f"{fmt(r['cost_ratio'], 3)} |")
         out.append("")
+        seeds, per_seed = seed_table(rows)
+        if seeds:
+            out += [SEED_NOTE, "", "| method | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+                    "|" + "---|" * (len(seeds) + 1)]
+            out += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in per_seed]
+            out.append("")
         if any(r.get("audit_auc") is not None for r in rows):
             out += ["Per-example audits on a pool of models (the oracle row of the pool is the RT′ line; 0.5 AUC and "
                     "the RT′ ε are chance):", "",

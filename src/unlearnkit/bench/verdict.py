@@ -19,14 +19,19 @@ from .runner import NOISE_FLOOR, ORACLE, ORIGINAL, REFERENCE_ROWS
 CLOSED = ("avg_gap", "kl_forget")
 
 
+def seed_fractions(runs: dict[int, dict], nothing: dict[int, dict], floor: dict[int, dict]) -> dict[int, dict]:
+    """Per seed a method finished beside doing nothing and the floor (seed -> metrics), its closing fraction for
+    each figure of CLOSED: NaN where that seed's doing nothing is within its floor, or the domain measures no KL."""
+    return {s: {key: closing_fraction(nothing[s].get(key), floor[s].get(key), runs[s].get(key)) for key in CLOSED}
+            for s in sorted(runs) if s in nothing and s in floor}
+
+
 def per_seed_closing(runs: dict[int, dict], nothing: dict[int, dict], floor: dict[int, dict]) -> dict[str, float]:
-    """Per figure of CLOSED, the mean over the seeds a method finished of that seed's closing fraction, against
-    that seed's doing nothing and floor (seed -> metrics); NaN where no seed has one."""
+    """Per figure of CLOSED, the mean of `seed_fractions` over the seeds that have one; NaN where none has."""
+    fractions = seed_fractions(runs, nothing, floor).values()
     means = {}
     for key in CLOSED:
-        values = [closing_fraction(nothing[s].get(key), floor[s].get(key), runs[s].get(key)) for s in runs
-                  if s in nothing and s in floor]  # a domain that measures no KL has no fraction for it
-        values = [v for v in values if not math.isnan(v)]
+        values = [f[key] for f in fractions if not math.isnan(f[key])]
         means[key] = math.fsum(values) / len(values) if values else math.nan
     return means
 
