@@ -224,7 +224,8 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Checkpoint folder of t
              original: Optional[Path] = typer.Option(None, "--original",
                                                      help="Original model, for the relative verification error."),
              mia: str = typer.Option("mia_entropy", "--mia",
-                                     help="Attack used in Avg.Gap: mia_entropy (SFR-on) or mia_svc (SalUn)."),
+                                     help="Attack used in Avg.Gap: mia_entropy (SFR-on), mia_svc (SalUn), "
+                                          "mia_entropy_scaled or mia_loss (docs/evaluation.md)."),
              root: Optional[str] = typer.Option(None, "--root", help="Dataset folder, if it moved since training."),
              seed: Optional[int] = typer.Option(None, "--seed",
                                                 help="Seed of the SVC attack's shadow subset (default 0)."),
@@ -341,7 +342,7 @@ def tune(scenarios: Optional[Path] = typer.Option(None, "--scenarios",
          defaults_file: Optional[Path] = typer.Option(
              None, "--defaults-file", help="Merge the chosen hyperparameters into this tuned-defaults YAML "
                                            "(the package's is src/unlearnkit/unlearning/tuned.yaml)."),
-         out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <store>/tune/<seed>)."),
+         out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <store>/tune)."),
          parallel: Optional[int] = typer.Option(None, "--parallel",
                                                 help="Trials asked of each study at once (default: enough to fill "
                                                      "the executor)."),

@@ -66,9 +66,9 @@ class CalibrationParams(Params):
                                                  "standard errors of the target (0: at the target itself)")
     class_target: float = Field(1.0, ge=0, le=100, description="class-wise: stop at this forget accuracy (%)")
     checks: int = Field(10, ge=1, description="checks spread over the run's planned steps")
-    probe_samples: int = Field(512, ge=8, description="most samples a check uses from D_f, and as many from the "
-                                                      "held-out set and from D_r (forward passes, a third of a "
-                                                      "sample pass each; reserved from the budget)")
+    probe_samples: int = Field(512, ge=8, description="most samples a check uses from D_f, as many from the "
+                                                      "held-out set and half as many from D_r (forward passes, a "
+                                                      "third of a sample pass each; reserved from the budget)")
     max_remain_drop: float = Field(3.0, ge=0, description="the remain accuracy may fall this many points; beyond, "
                                                           "the run rewinds and backs off")
     max_heldout_drop: float = Field(5.0, ge=0, description="the held-out accuracy (of the retained classes, "

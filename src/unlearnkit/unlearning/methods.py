@@ -42,7 +42,8 @@ def declare(method: Method) -> Method:
 # alpha 25 cosine-decayed, λ 0.5, γ 1; 1500 iterations are ~2.6% of a 200-epoch retraining.
 # Chosen by leave-one-dataset-out (docs/defaults.md): class-wise, lr_scale 1 and λ 0 in every fold (the code's λ 0.5
 # closed less of the KL gap: the adaptive weights favour samples the model fits well, while a forgotten class must
-# lose every sample). The ablations keep these values for random forgetting too.
+# lose every sample). The ablations keep λ 0 and the forget settings for random forgetting too; their step sizes
+# are their own (below).
 SFRON = {"lr_scale": 1.0, "forget_freq": 5, "forget_clip": 7.0, "alpha": 25.0, "lambd": 0.0}
 # SFR-on itself, random forgetting: the code's λ 0.5 (the ascent spreads over the samples D_f still fits instead of
 # driving its few atypical samples to confident errors, which the KL to an oracle punishes; on a memorised D_f, whose
@@ -94,7 +95,7 @@ declare(Method(
     Descent(), defaults={**SFRON, "lambd": 0.0}, class_defaults={"lr_scale": 0.3, **CLASS_GROWTH},
     search=PLAIN_ASCENT_SEARCH,
     notes="The official code has no {R} variant; this sums the forget and remain losses into one step at the same "
-          "weights (the DDPM runner's --method joint), keeping every other setting of {R,on}."))
+          "weights (the DDPM runner's --method joint), keeping the other settings of {R,on} but its step sizes."))
 
 # --- Baselines -----------------------------------------------------------------------------------------
 
@@ -112,8 +113,8 @@ declare(Method(
     defaults={"lr_scale": 3.0, "remain_weight": 0.95, "forget_weight": 0.05, **LOSS_RULE},
     class_defaults={"lr_scale": 0.3, **AUC_RULE, **CLASS_GROWTH},
     search=LR_SEARCH,
-    notes="β is remain_weight and 1-β forget_weight: loss = β L_r - (1-β) L_f. The search varies forget_weight "
-          "at remain_weight 0.95: the same family, since scaling both weights is a change of lr."))
+    notes="β is remain_weight and 1-β forget_weight: loss = β L_r - (1-β) L_f. The search varies the step size "
+          "(lr_scale) at β 0.95: scaling both weights is a change of lr."))
 declare(Method(
     "rl", "RL: random labels (Golatkar et al. 2020; SalUn code)", Joint("union"), forget=RandomLabels(),
     remain=Descent(), defaults={"lr_scale": 0.3}, class_defaults={"lr_scale": 0.1, **CLASS_GROWTH}, search=LR_SEARCH))
