@@ -72,9 +72,9 @@ def test_a_users_data_runs_through_unlearn_verdict_and_evaluate(digits_as_user_d
     other = uk.make_split("class:4", data, seed=0)
     with pytest.raises(ConfigError, match=f"made for forget split class:3 seed 0 \\({split.fingerprint}\\), not "
                                           f"the split given, class:4"):
-        uk.evaluate(result, oracle, other, data)
+        uk.evaluate(result.model, oracle, other, data)  # a bare module carries no split of its own
     with pytest.raises(ConfigError, match="the floor .* made for forget split class:3"):
-        uk.evaluate(result, uk.train(data, spec, seed=0, split=other, runtime=runtime), other, data,
+        uk.evaluate(result.model, uk.train(data, spec, seed=0, split=other, runtime=runtime), other, data,
                     original=original, floor=floor)
     with pytest.raises(ConfigError, match="has no forget split beside its weights: it was trained on every sample"):
         uk.evaluate(result, original, split, data)
@@ -89,6 +89,17 @@ def test_a_users_data_runs_through_unlearn_verdict_and_evaluate(digits_as_user_d
     assert repr(result).startswith(f"UnlearnResult('sfron': kept step {kept} of {result.steps} planned, ")
     assert "\n" not in repr(result) and 0 < kept <= result.steps
     assert result.details["calibration"]["decision"] in repr(result)
+
+
+def test_a_model_name_trains_as_its_spec_sized_for_the_data(digits_as_user_data, runtime):
+    train, test = digits_as_user_data
+    data = uk.from_torch(train, test, layout="HWC", normalize=True, recipe=FAST)
+    by_name = uk.train(data, "mlp", seed=0, runtime=runtime)
+    assert by_name.record["model"] == uk.spec_for("mlp", data).describe()
+    assert uk.train(data, uk.spec_for("mlp", data), seed=0, runtime=runtime).path == by_name.path  # the same model
+    split = uk.make_split("class:3", data, seed=0)
+    floor = uk.noise_floor(data, "mlp", split, seed=0, runtime=runtime)
+    assert floor.record["model"] == by_name.record["model"] and floor.record["seed"] == 1000
 
 
 def test_the_bench_runs_on_a_dataset_object(digits_as_user_data, runtime, tmp_path):
@@ -135,6 +146,60 @@ def test_a_table_runs_through_the_toolkit_with_the_users_own_model(runtime):
     assert 0 < report["cost_ratio"] < 0.5 and report["retrain_s"] > 0  # not NaN: the oracle's record came along
     assert report["forget_acc"] < 5 and min(report["closing"].values()) > 0.5
     assert uk.verdict(original, result, split, data, runtime=runtime)["after"]["forget_acc"] == report["forget_acc"]
+
+
+def test_a_users_module_is_keyed_by_its_starting_weights_and_a_trained_one_is_refused(runtime, tmp_path):
+    """uk.train trains a module in place: the same module passed again for the oracle would start from the
+    original's weights, and a zero-initialised module of the same class is not the seeded one."""
+    digits = uk.load_dataset("digits")
+    rows = Pairs(digits.train_images.flatten(1).numpy(), digits.train_labels.numpy())
+    test = Pairs(digits.test_images.flatten(1).numpy(), digits.test_labels.numpy())
+    data = uk.from_torch(rows, test, layout="F", recipe=FAST)
+    store = tmp_path / "store"
+
+    def users_model(seed):
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+
+    module = users_model(0)
+    original = uk.train(data, module, seed=0, runtime=runtime, store=store)
+    split = uk.make_split("class:3", data, seed=0)
+    with pytest.raises(ConfigError, match="this module holds the trained weights of .*: pass a fresh instance"):
+        uk.train(data, module, seed=0, split=split, runtime=runtime, store=store)
+    with pytest.raises(ConfigError, match="this module holds the trained weights"):
+        uk.train(data, original.load_model(), seed=0, split=split, runtime=runtime, store=store)
+    zeroed = users_model(0)
+    torch.nn.init.zeros_(zeroed[0].weight)
+    assert uk.train(data, zeroed, seed=0, runtime=runtime, store=store).path != original.path
+    oracle = uk.train(data, users_model(0), seed=0, split=split, runtime=runtime, store=store)
+    assert oracle.record["metrics"]["forget_acc"] == 0.0  # trained from scratch without class 3
+
+
+def test_from_torch_data_is_keyed_by_its_normalisation_and_augmentation(runtime, tmp_path):
+    digits = uk.load_dataset("digits")
+    train = Pairs(digits.train_images.numpy(), digits.train_labels.numpy())
+    test = Pairs(digits.test_images.numpy(), digits.test_labels.numpy())
+    recipe = {**FAST, "epochs": 1, "augment": True}
+    paths = {uk.train(uk.from_torch(train, test, recipe=recipe, **options), "mlp", runtime=runtime,
+                      store=tmp_path).path
+             for options in ({}, {"normalize": True}, {"augment": uk.Augment(crop_padding=1)},
+                             {"augment": uk.Augment(crop_padding=2)})}
+    assert len(paths) == 4
+
+
+def test_an_unlearning_result_is_judged_only_on_the_split_it_forgot(digits_as_user_data, runtime):
+    train, test = digits_as_user_data
+    data = uk.from_torch(train, test, layout="HWC", normalize=True, recipe=FAST)
+    original = uk.train(data, "mlp", seed=0, runtime=runtime)
+    forgot, other = uk.make_split("class:3", data), uk.make_split("class:5", data)
+    result = uk.unlearn(original.load_model(), forgot, "ga", data=data, runtime=runtime)
+    assert result.record()["split"]["fingerprint"] == forgot.fingerprint
+    message = f"forgot split class:3 seed 0 \\({forgot.fingerprint}\\), not the split given, class:5"
+    with pytest.raises(ConfigError, match=message):
+        uk.verdict(original, result, other, data, runtime=runtime)
+    oracle = uk.train(data, "mlp", seed=0, split=other, runtime=runtime)
+    with pytest.raises(ConfigError, match=message):
+        uk.evaluate(result, oracle, other, data, runtime=runtime)
 
 
 def test_the_bench_takes_the_users_own_module_as_a_template(runtime, tmp_path):

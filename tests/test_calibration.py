@@ -224,6 +224,21 @@ def test_class_wise_it_stops_once_the_class_is_no_longer_recognised(digits):
     assert calibration["stopped_at_step"] < calibration["planned_steps"]
 
 
+@pytest.mark.parametrize(("hidden", "probe"), [((64,), 8), ((128,), 512)])
+def test_class_wise_a_probe_of_part_of_the_class_is_confirmed_on_all_of_it(digits, hidden, probe):
+    """A probe of part of D_f can read 0% while a few of the others are still recognised (before, both cases
+    kept 0% on the probe and 2.9% of all 139): a check whose probe meets the target is confirmed on all of D_f,
+    so the verdict, which reads all of it, agrees with the rule."""
+    split = make_split("class:8", digits)
+    original = trained(digits, recipe=digits.recipe, hidden=hidden)
+    result = unlearn(copy.deepcopy(original), split, "sfron", data=digits, runtime=_cpu(), probe_samples=probe)
+    calibration = result.details["calibration"]
+    assert calibration["probe_sizes"]["forget"] < len(split.forget)
+    assert calibration["decision"].startswith("target reached"), calibration["decision"]
+    assert f"on all {len(split.forget)} of D_f" in calibration["decision"]
+    assert verdict(original, result.model, split, digits, _cpu())["verdict"] == "forgotten"
+
+
 def test_a_step_size_that_damages_the_model_is_backed_off():
     data = synthetic_dataset(n_train=300, n_test=150)
     split = make_split("class:1", data)
@@ -322,6 +337,42 @@ def tied_table_run(**settings) -> tuple[dict, float]:
     row[N_TRAIN + 100:] = torch.arange(N_TRAIN, N_TRAIN + 100)
     calibration, right = tied_run(row, **settings)
     return calibration, right[N_TRAIN:].double().mean().item()
+
+
+def sticky_table(sticky: list[int]) -> tuple[ImageDataset, ForgetSplit, torch.Tensor]:
+    """Class 0 (the first 100 training samples, D_f) and class 1 (the other 100, and the 100 held-out samples),
+    a row of logits per sample; the `sticky` forget samples fitted so far (margin 60) that ascent cannot move."""
+    ids = torch.arange(N_TRAIN + 100).float().view(-1, 1, 1, 1)
+    labels = torch.cat([torch.zeros(100), torch.ones(N_TRAIN - 100)]).long()
+    data = ImageDataset("sticky", ids[:N_TRAIN], labels, ids[N_TRAIN:], torch.ones(100, dtype=torch.long),
+                        ["a", "b"], (0.0,), (1.0,), source={"name": "sticky", "root": None, "options": {}},
+                        recipe=TIED_RECIPE)
+    rows = torch.tensor([[0.0, 3.0]]).repeat(N_TRAIN + 100, 1)
+    rows[:100] = torch.tensor([3.0, 0.0])
+    rows[sticky] = torch.tensor([60.0, 0.0])
+    return data, make_split("class:0", data), rows
+
+
+def test_class_wise_a_probe_that_misses_what_is_still_recognised_goes_on_within_the_budget():
+    """Two forget samples that ascent cannot move, both outside the probe: the probe reads 0% while all of D_f
+    reads 2%. Each failed confirmation is paid for by ending the run sooner, so the run ends on its budget,
+    says so, and the verdict agrees; without the two, the same run meets the target, confirmed on all of D_f."""
+    settings = {"budget": 2.0, "probe_samples": 16, "clip": 0.0, "recipe": TIED_RECIPE, "runtime": _cpu()}
+    data, split, rows = sticky_table([])
+    plain = unlearn(TiedTable(rows, torch.arange(N_TRAIN + 100)), split, "ga", data=data, **settings)
+    size = plain.details["calibration"]["probe_sizes"]["forget"]
+    assert "(forget accuracy 0.0% on all 100 of D_f" in plain.details["calibration"]["decision"]
+    probe = set(fixed_sample(data.train(split.forget), size, 0).indices.tolist())
+    assert size < 100
+    data, split, rows = sticky_table([i for i in range(100) if i not in probe][:2])
+    model = TiedTable(rows, torch.arange(N_TRAIN + 100))
+    original = copy.deepcopy(model)
+    result = unlearn(model, split, "ga", data=data, **settings)
+    calibration = result.details["calibration"]
+    assert calibration["decision"].startswith("budget spent before the target"), calibration["decision"]
+    assert any("D_f are at 2.0%: going on, to end by step" in event for event in calibration["backoffs"])
+    assert result.sample_passes <= 2.0 * TIED_RECIPE.epochs * len(split.remain)
+    assert verdict(original, result.model, split, data, _cpu())["verdict"] == "not yet"
 
 
 def test_a_step_that_keeps_the_remain_accuracy_but_costs_the_held_out_accuracy_is_rewound():

@@ -118,3 +118,17 @@ def test_methods_shows_the_typed_defaults_for_a_forget_spec():
     lr = next(s for s in out["settings"] if s["name"] == "lr_scale")
     assert lr["type"] == "float" and lr["range"] == "> 0" and "recipe" in lr["description"]
     assert out["hyperparameters"]["alpha"] == 25.0 and out["hyperparameters"]["iters"] is None
+
+
+def test_methods_without_a_forget_spec_shows_the_class_wise_defaults_that_differ():
+    from typer.testing import CliRunner
+
+    from unlearnkit.cli import app
+
+    shown = CliRunner().invoke(app, ["methods", "sfron"], env={"COLUMNS": "200"}).output
+    header = next(line for line in shown.splitlines() if line.startswith("┃ hyperparameter"))
+    assert "default (random)" in header and "class-wise" in header
+    criterion = next(line for line in shown.splitlines() if line.startswith("│ criterion "))
+    assert "'loss'" in criterion and "'auc'" in criterion  # SFR-on's random rule, and the class-wise one
+    calibrate = next(line for line in shown.splitlines() if line.startswith("│ calibrate "))
+    assert calibrate.count("True") == 1  # the same for both: the class-wise column stays empty

@@ -183,6 +183,79 @@ def test_from_torch_scales_each_uint8_image_even_beside_float_ones():
     assert torch.allclose(data.train_images, expected)
 
 
+def _pairs(images, labels):
+    """A map-style dataset as a list of (image, label) pairs."""
+    return list(zip(images, labels))
+
+
+@pytest.mark.parametrize("augment", [True, "yes", {"crop_padding": 2}])
+def test_from_torch_refuses_an_augment_that_is_not_one(augment):
+    pairs = _pairs(torch.rand(4, 1, 4, 4), [0, 1, 0, 1])
+    with pytest.raises(ConfigError, match=r"augment must be an Augment, e\.g\. uk\.Augment\(crop_padding=4, "
+                                          r"hflip=True\), or None; got "):
+        from_torch(pairs, pairs, augment=augment)
+    data = from_torch(pairs, pairs, augment=None)  # None: no augmentation
+    assert data.augment == Augment() and not data.train().augment
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"crop_padding": -1}, "crop_padding must be a whole number of pixels >= 0, got -1"),
+    ({"crop_padding": 1.5}, "crop_padding must be a whole number of pixels >= 0, got 1.5"),
+    ({"crop_padding": True}, "crop_padding must be a whole number of pixels >= 0, got True"),
+    ({"hflip": "x"}, "hflip must be True or False, got 'x'"),
+    ({"hflip": 1}, "hflip must be True or False, got 1"),
+])
+def test_augment_checks_its_fields_when_built(fields, message):
+    with pytest.raises(ConfigError, match=re.escape(f"Augment: {message}")):
+        Augment(**fields)
+    assert Augment(crop_padding=np.int64(2), hflip=np.bool_(True)) == Augment(crop_padding=2, hflip=True)
+
+
+@pytest.mark.parametrize("labels, shape", [
+    (torch.eye(4)[[0, 1, 2, 3]], "(4,)"),      # one-hot rows
+    (np.eye(3)[[0, 1, 2, 0]], "(3,)"),
+    (torch.zeros(4, 1, 2), "(1, 2)"),
+])
+def test_from_torch_refuses_labels_that_are_not_one_index_per_sample(labels, shape):
+    pairs = _pairs(torch.rand(4, 1, 4, 4), labels)
+    with pytest.raises(DataError, match=re.escape(f"the train dataset yields labels of shape {shape}; labels must be "
+                                                  "class indices, one integer per sample (for one-hot labels, take "
+                                                  "their argmax)")):
+        from_torch(pairs, pairs)
+    one_element = _pairs(torch.rand(4, 1, 4, 4), torch.tensor([[0], [1], [0], [1]]))  # one index each: read
+    assert from_torch(one_element, one_element).train_labels.tolist() == [0, 1, 0, 1]
+
+
+def test_from_torch_refuses_float_images_on_0_to_255_unless_normalised():
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (4, 1, 4, 4), generator=g)
+    pixels[0, 0, 0, 0], pixels[1, 0, 0, 0] = 0, 255
+    labels = [0, 1, 0, 1]
+    bytes_as_floats = _pairs(pixels.float(), labels)
+    with pytest.raises(DataError, match=r"the train images are floats from 0 to 255, which look like 0-255 pixels, "
+                                        r"but float pixels are read on \[0, 1\]: divide them by 255, yield uint8, "
+                                        r"or pass normalize=True"):
+        from_torch(bytes_as_floats, bytes_as_floats)
+    as_uint8 = from_torch(_pairs(pixels.to(torch.uint8), labels), _pairs(pixels.to(torch.uint8), labels))
+    scaled = from_torch(_pairs(pixels.float() / 255, labels), _pairs(pixels.float() / 255, labels))
+    assert torch.allclose(scaled.train_images, as_uint8.train_images)
+    normalised = from_torch(bytes_as_floats, bytes_as_floats, normalize=True)  # standardised here: accepted
+    assert normalised.train().eval().batch(torch.arange(4))[0].abs().max() < 5
+    standardised = _pairs(3 * torch.randn(4, 1, 4, 4, generator=g), labels)  # the Dataset's own normalisation
+    assert from_torch(standardised, standardised).train_images.abs().max() > 2
+
+
+def test_from_torch_refuses_chw_images_declared_hwc():
+    chw = _pairs(torch.rand(4, 3, 8, 8), [0, 1, 0, 1])
+    with pytest.raises(DataError, match=re.escape("the train images have shape (3, 8, 8), which looks like (C, H, W), "
+                                                  "not the layout='HWC' given: pass layout='CHW'")):
+        from_torch(chw, chw, layout="HWC")
+    hwc = _pairs(torch.rand(4, 8, 8, 3), [0, 1, 0, 1])
+    assert from_torch(hwc, hwc, layout="HWC").image_shape == (3, 8, 8)
+    ambiguous = _pairs(torch.rand(4, 3, 8, 3), [0, 1, 0, 1])  # channels first and last: the layout given holds
+    assert from_torch(ambiguous, ambiguous, layout="HWC").image_shape == (3, 3, 8)
+
+
 def test_views_normalise_and_switch_to_test_transforms(tiny_data):
     tiny_data.augment = Augment(crop_padding=2, hflip=True)
     view = tiny_data.train([0, 1, 2])

@@ -17,6 +17,7 @@ from unlearnkit.runtime import Runtime, seed_everything
 from unlearnkit.training import accuracy, fit, sgd_step_sizes
 from unlearnkit.unlearning.context import Context
 from unlearnkit.unlearning.engine import unlearn
+from unlearnkit.unlearning.fisher import diagonal_fisher
 from unlearnkit.unlearning.oneshot import (
     dampen,
     expected_fisher,
@@ -86,6 +87,19 @@ def test_ssd_selects_nothing_when_alpha_reaches_the_forget_share_bound(trained):
                      selection_weighting=bound, fisher_batch_size=1)
     assert result.details["mask_density"] == 0.0
     assert all(torch.equal(a, b) for a, b in zip(result.model.parameters(), original.parameters()))
+
+
+def test_ssd_leaves_a_frozen_layer_as_it_is(trained):
+    """A frozen parameter is not edited, even where a Fisher cached from the same weights (here D_f's, as
+    SFR-on's mask takes it at SSD's batch size) was taken while it trained."""
+    data, original, split = trained
+    ctx = context(data, copy.deepcopy(original), split)
+    diagonal_fisher(ctx, ctx.forget.eval(), 128)
+    model = copy.deepcopy(original)
+    model.features[0].weight.requires_grad_(False)
+    result = unlearn(model, split, "ssd", runtime=Runtime.create("cpu", 1), selection_weighting=5.0)
+    assert torch.equal(result.model.features[0].weight, original.features[0].weight)
+    assert not torch.equal(result.model.fc.weight, original.fc.weight)  # the rest is dampened
 
 
 # --- IU --------------------------------------------------------------------------------------------------
@@ -161,6 +175,29 @@ def test_one_step_adds_the_scaled_forget_gradient_at_the_initial_weights(trained
     for name, buffer in original.state_dict().items():  # BatchNorm statistics are those of the trained model
         if "running" in name:
             assert torch.equal(result.model.state_dict()[name], buffer)
+
+
+def test_one_step_leaves_a_frozen_layer_as_it_is_at_w0_and_after(trained):
+    """A frozen layer is not trained, so the gradient is taken with it at the value it holds, and not moved."""
+    data, original, split = trained
+    seed_everything(0)
+    initial = spec_for("cnn", data, width=16).build().train()
+    with torch.no_grad():
+        initial.features[0].weight.copy_(original.features[0].weight)
+    initial.features[0].weight.requires_grad_(False)
+    x, y = data.train(split.forget, augment=False).batch(torch.arange(len(split.forget)))
+    trainable = [p for p in initial.parameters() if p.requires_grad]
+    gradient = torch.autograd.grad(F.cross_entropy(initial(x), y, reduction="sum"), trainable)
+    scale = sum(0.05 * (1 + np.cos(np.pi * e / 15)) / 2 for e in range(15)) / 64
+    model = copy.deepcopy(original)
+    model.features[0].weight.requires_grad_(False)
+    result = unlearn(model, split, "one_step", runtime=Runtime.create("cpu", 1),
+                     **{**ONE_STEP_RECIPE, "train_batch_size": 64}, calibrate=False)
+    assert torch.equal(result.model.features[0].weight, original.features[0].weight)
+    moved = [(a, b) for (n, a), b in zip(result.model.named_parameters(), original.parameters())
+             if n != "features.0.weight"]
+    for (after, before), g in zip(moved, gradient):
+        assert torch.allclose(after, before + scale * g, atol=1e-6)
 
 
 def test_one_step_unrolls_the_recipe_it_is_given(trained):

@@ -18,23 +18,38 @@ FLOOR_OFFSET = 1000  # the second oracle's seed: the oracle's + this (as the ben
 
 
 def _model_and_record(thing, what: str) -> tuple[nn.Module, dict | None]:
-    """An nn.Module and the record of how it was made, from a module, a Checkpoint or an UnlearnResult."""
-    from .unlearning.engine import UnlearnResult
+    """An nn.Module and the record of how it was made, from a module, a Checkpoint or an UnlearnResult; its
+    weights finite (a broken model has no metrics to speak of)."""
+    from .unlearning.engine import UnlearnResult, non_finite
 
     if isinstance(thing, UnlearnResult):
-        return thing.model, thing.record()
-    if isinstance(thing, Checkpoint):
-        return thing.load_model(), thing.record.get("unlearning") or thing.record
-    if isinstance(thing, nn.Module):
-        return thing, None
-    raise ConfigError(f"{what} must be an nn.Module, a Checkpoint (uk.train) or an UnlearnResult (uk.unlearn), "
-                      f"got {type(thing).__name__}")
+        found = thing.model, thing.record()
+    elif isinstance(thing, Checkpoint):
+        found = thing.load_model(), thing.record.get("unlearning") or thing.record
+    elif isinstance(thing, nn.Module):
+        found = thing, None
+    else:
+        raise ConfigError(f"{what} must be an nn.Module, a Checkpoint (uk.train) or an UnlearnResult (uk.unlearn), "
+                          f"got {type(thing).__name__}")
+    broken = non_finite(found[0])
+    if broken:
+        raise ConfigError(f"the {what} has NaN or infinite weights in {broken[:3]}")
+    return found
 
 
 def _made_for(thing, split: ForgetSplit, what: str, retrained: bool = False) -> None:
-    """A stored checkpoint must belong to this very forget split: an oracle (or floor) of another split would
-    score every method against the wrong answer without a word. An oracle must have a split at all (an original
-    has none); a module or an UnlearnResult carries no split to check."""
+    """A stored checkpoint or an unlearning result must belong to this very forget split: an oracle (or floor) of
+    another split would score every method against the wrong answer without a word, and a result judged on
+    another split reads as damage. An oracle must have a split at all (an original has none); a module carries
+    no split to check."""
+    from .unlearning.engine import UnlearnResult
+
+    if isinstance(thing, UnlearnResult) and thing.split is not None:
+        if thing.split.fingerprint != split.fingerprint:
+            raise ConfigError(f"the {what} forgot split {thing.split.spec} seed {thing.split.seed} "
+                              f"({thing.split.fingerprint}), not the split given, {split.spec} seed {split.seed} "
+                              f"({split.fingerprint})")
+        return
     if not isinstance(thing, Checkpoint):
         return
     own = thing.split
@@ -49,16 +64,20 @@ def _made_for(thing, split: ForgetSplit, what: str, retrained: bool = False) -> 
                           f"({split.fingerprint})")
 
 
-def noise_floor(data: ImageDataset, model: ModelSpec | nn.Module, split: ForgetSplit,
+def noise_floor(data: ImageDataset, model: str | ModelSpec | nn.Module, split: ForgetSplit,
                 recipe: TrainRecipe | dict | None = None, seed: int = 0, runtime: Runtime | None = None,
                 store: Path | None = None) -> Checkpoint:
     """A second oracle: the same recipe on the remain set with another seed (`seed` + 1000), the best any
     unlearning method can hope to match. `model` is the spec the oracle was built from, or a module whose
-    architecture is re-initialised under the new seed."""
-    from .pipeline import train
+    architecture is re-initialised under the new seed, or a registered model's name."""
+    from .pipeline import as_model, train
     from .unlearning.forgetting import fresh_copy
 
     seed = check_seed(seed, "noise_floor()")  # the train() below checks the split
+    if not isinstance(split, ForgetSplit):
+        raise ConfigError(f"noise_floor() takes the ForgetSplit (uk.make_split) its second oracle is retrained "
+                          f"without, got {type(split).__name__}")
+    model = as_model(model, data, "noise_floor()")
     network = model if isinstance(model, ModelSpec) else fresh_copy(model, seed + FLOOR_OFFSET)
     return train(data, network, recipe, seed + FLOOR_OFFSET, split, runtime=runtime, store=store)
 
@@ -77,10 +96,11 @@ def evaluate(model, oracle, split: ForgetSplit, data: ImageDataset | None = None
     from .evaluation.protocol import evaluate as protocol
 
     data = check_split(split, data, "evaluate()")
+    seed = check_seed(seed, "evaluate()")
     for thing, what, retrained in ((model, "model", False), (original, "original", False), (oracle, "oracle", True),
                                    (floor, "floor", True)):
         _made_for(thing, split, what, retrained)
-    runtime = runtime or Runtime.create()
+    runtime = Runtime.given(runtime, "evaluate()")
     network, record = _model_and_record(model, "model")
     oracle_net, oracle_record = _model_and_record(oracle, "oracle")
     original_net = _model_and_record(original, "original")[0] if original is not None else None
@@ -106,7 +126,9 @@ def verdict(original, unlearned, split: ForgetSplit, data: ImageDataset | None =
     from .evaluation.oracle_free import verdict as judge
 
     data = check_split(split, data, "verdict()")
-    runtime = runtime or Runtime.create()
+    seed = check_seed(seed, "verdict()")
+    _made_for(unlearned, split, "unlearned model")
+    runtime = Runtime.given(runtime, "verdict()")
     before, _ = _model_and_record(original, "original")
     after, _ = _model_and_record(unlearned, "unlearned")
     return judge(before.to(runtime.device), after.to(runtime.device), split, data, runtime, seed)
@@ -125,7 +147,7 @@ def tune(data: ImageDataset, model: str | ModelSpec | nn.Module, methods: list[s
 
     config, provided = on_objects(data, model, forget, methods, [0], recipe)
     store = writable_store(store)
-    return run(config, methods, list(seeds), runtime or Runtime.create(), Path(out or store / "tune"), store,
+    return run(config, methods, list(seeds), Runtime.given(runtime, "tune()"), Path(out or store / "tune"), store,
                max_trials, max_cost, provided=provided)
 
 

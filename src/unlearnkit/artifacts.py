@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -58,6 +59,16 @@ def writable_store(store: str | Path | None = None) -> Path:
 def content_key(payload: Any) -> str:
     """A short stable hash of any JSON-able payload."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def weights_key(model: nn.Module) -> str:
+    """A short stable hash of a module's weights and buffers (names, shapes, dtypes and values)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
+        digest.update(value.view(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()[:16]
 
 
 def versions() -> dict[str, str]:
@@ -159,6 +170,8 @@ def save_checkpoint(directory: Path, model: nn.Module, record: dict, split: Forg
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Open a checkpoint folder (or its model.safetensors file)."""
+    if not isinstance(path, (str, Path)):
+        raise CheckpointError(f"a checkpoint is a folder path, got {type(path).__name__}")
     path = Path(path).expanduser()
     if path.is_file() and path.name == WEIGHTS:
         path = path.parent

@@ -272,10 +272,14 @@ def methods(as_json: bool = JsonOpt,
             console.print(f"  {key}: {value}", markup=False)
         if method.notes:
             console.print(f"  notes: {method.notes}", markup=False)
-        table = Table("hyperparameter", "type", "range", f"default{where}", "description",
-                      title=f"{name}: hyperparameters")
+        # Without --forget, the class-wise defaults that differ stand beside the random-forgetting ones.
+        classwise = method.parameters("class:0") if forget_spec is None and method.class_defaults else None
+        table = Table("hyperparameter", "type", "range", f"default{where or ' (random)' if classwise else where}",
+                      *(["class-wise"] if classwise else []), "description", title=f"{name}: hyperparameters")
         for row in settings:
-            table.add_row(row["name"], row["type"], row["range"], repr(row["default"]), row["description"])
+            differs = ([repr(classwise[row["name"]]) if classwise[row["name"]] != row["default"] else ""]
+                       if classwise else [])
+            table.add_row(row["name"], row["type"], row["range"], repr(row["default"]), *differs, row["description"])
         console.print(table)
         if as_json:
             typer.echo(json.dumps(info, default=str))

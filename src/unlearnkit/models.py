@@ -48,6 +48,9 @@ class ModelSpec:
 def spec_for(name: str, dataset, **options) -> ModelSpec:
     """The spec of model `name` sized for `dataset` (an ImageDataset), checked by building it and passing one
     image through it, so that a model that cannot take the data fails here, in one line, before any training."""
+    if not hasattr(dataset, "image_shape"):
+        raise ConfigError(f"spec_for() sizes model '{name}' for an ImageDataset (uk.load_dataset, uk.from_torch), "
+                          f"got {type(dataset).__name__}")
     channels, height, width = dataset.image_shape
     if height != width:
         raise ConfigError(f"models expect square images, dataset '{dataset.name}' has {height}x{width}")

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 from torch import nn
 
 from .artifacts import (
+    RECORD,
     Checkpoint,
     content_key,
     load_checkpoint,
     save_checkpoint,
+    weights_key,
     writable_store,
 )
 from .config import TrainRecipe, as_recipe
@@ -20,40 +24,76 @@ from .data.datasets import DATASETS, load_dataset
 from .data.images import ImageDataset
 from .data.splits import ForgetSplit, check_split
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError
-from .models import Ensemble, ModelSpec
+from .models import Ensemble, ModelSpec, spec_for
 from .runtime import Runtime, check_seed, seed_everything, warm_up
 from .training import accuracy, fit
 
 
 def describe_model(model: ModelSpec | nn.Module) -> dict:
-    """A registered model is described by its spec; a custom module by its class and architecture."""
+    """A registered model is described by its spec; a custom module by its class, architecture and starting
+    weights (two modules of one class initialised differently train different models)."""
     if isinstance(model, ModelSpec):
         return model.describe()
-    return {"name": f"custom:{type(model).__name__}", "architecture": content_key(repr(model))}
+    return {"name": f"custom:{type(model).__name__}", "architecture": content_key(repr(model)),
+            "initial_weights": weights_key(model)}
 
 
-def train(dataset: ImageDataset, model: ModelSpec | nn.Module, recipe: TrainRecipe | dict | None = None, seed: int = 0,
-          split: ForgetSplit | None = None, runtime: Runtime | None = None, store: Path | None = None,
+def refuse_trained(model: nn.Module, store: Path) -> None:
+    """A module that already holds the weights a training in `store` ended with (uk.train trains a module in
+    place; load_model() gives those weights back) would train its oracle from the original, not from scratch."""
+    start = weights_key(model)
+    for record in (store / "models").glob(f"*/{RECORD}"):
+        try:
+            ended = json.loads(record.read_text()).get("weights")
+        except (OSError, ValueError):
+            continue  # a folder being written, or not a checkpoint
+        if ended == start:
+            raise ConfigError(f"this module holds the trained weights of '{record.parent}' (uk.train trains a module "
+                              "in place): pass a fresh instance, initialised as the original was")
+
+
+def as_model(model, dataset: ImageDataset, who: str) -> ModelSpec | nn.Module:
+    """A registered model's name becomes its spec sized for `dataset`; a spec or a module stays as it is."""
+    if not isinstance(dataset, ImageDataset):
+        raise ConfigError(f"{who} takes an ImageDataset (uk.load_dataset, uk.from_torch), got "
+                          f"{type(dataset).__name__}")
+    if isinstance(model, str):
+        return spec_for(model, dataset)
+    if not isinstance(model, (ModelSpec, nn.Module)):
+        raise ConfigError(f"{who} takes a model name (see `unlearnkit models`), a ModelSpec (uk.spec_for) or an "
+                          f"nn.Module, got {type(model).__name__}")
+    if isinstance(model, nn.Module) and not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(f"{who}: the module has no trainable parameters (none requires grad)")
+    return model
+
+
+def train(dataset: ImageDataset, model: str | ModelSpec | nn.Module, recipe: TrainRecipe | dict | None = None,
+          seed: int = 0, split: ForgetSplit | None = None, runtime: Runtime | None = None, store: Path | None = None,
           force: bool = False) -> Checkpoint:
     """Train the original model (no split) or the oracle (retrained on `split.remain`), or reuse a stored one.
 
-    `model` is a registered model's spec, or any nn.Module (trained in place; a fresh copy per call is yours
-    to make; the checkpoint's `load_model()` then rebuilds a copy of it). The oracle must be trained from the
+    `model` is a registered model's name (sized for `dataset`, as `uk.spec_for` does) or spec, or any nn.Module
+    (trained in place; a fresh copy per call is yours to make; the checkpoint's `load_model()` then rebuilds a
+    copy of it). The oracle must be trained from the
     same initial state as a fresh original would be.
     """
-    if not isinstance(dataset, ImageDataset):
-        raise ConfigError(f"train() takes an ImageDataset (uk.load_dataset, uk.from_torch), got "
-                          f"{type(dataset).__name__}")
+    model = as_model(model, dataset, "train()")
     if split is not None:
         check_split(split, dataset, "train()")
     seed = check_seed(seed, "train()")
-    runtime = runtime or Runtime.create()
+    runtime = Runtime.given(runtime, "train()")
     recipe = as_recipe(recipe, dataset.recipe)
     store = writable_store(store)
     kind = "original" if split is None else "oracle"
+    if isinstance(model, nn.Module):
+        refuse_trained(model, store)
     described = describe_model(model)
     identity = {"kind": kind, "data": dataset.fingerprint, "model": described, "recipe": recipe.model_dump(),
                 "seed": seed, "split": split.fingerprint if split else None, "compute": runtime.identity()}
+    if dataset.source.get("name") not in DATASETS:
+        # A registered loader fixes its normalisation and augmentation; from_torch's are the user's to choose.
+        identity["transform"] = {"mean": list(dataset.mean), "std": list(dataset.std),
+                                 "augment": asdict(dataset.augment)}
     key = content_key(identity)
 
     def run(resume: Path) -> tuple[nn.Module, dict, ForgetSplit | None]:
@@ -75,7 +115,7 @@ def train(dataset: ImageDataset, model: ModelSpec | nn.Module, recipe: TrainReci
         record = {"kind": kind, "key": key, "seed": seed, "data": dataset.describe(), "model": described,
                   "recipe": recipe.model_dump(), "split": split.describe() if split else None, "metrics": metrics,
                   "wall_time_s": wall, "sample_passes": passes, "device": str(runtime.device),
-                  "threads": runtime.threads}
+                  "threads": runtime.threads, "weights": weights_key(network)}
         return network, record, split
 
     checkpoint = stored_training(store, f"{kind}-{dataset.name}-{described['name'].replace(':', '-')}-{key}", key,

@@ -34,7 +34,7 @@ class Runtime:
     def create(cls, device: str = "auto", threads: int | None = None) -> "Runtime":
         threads = default_threads() if threads is None else threads
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ConfigError(f"threads must be >= 1, got {threads}")
+            raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -43,6 +43,16 @@ class Runtime:
             raise ConfigError(f"unknown device '{device}'; expected auto, cpu, cuda or cuda:N")
         torch.set_num_threads(threads)
         return cls(torch.device(device), threads)
+
+    @classmethod
+    def given(cls, runtime, who: str) -> "Runtime":
+        """The runtime passed to `who`, or the default one where none was."""
+        if runtime is None:
+            return cls.create()
+        if not isinstance(runtime, cls):
+            raise ConfigError(f"{who} takes a Runtime (uk.Runtime.create('cpu', 1)) as the runtime, got "
+                              f"{type(runtime).__name__} {runtime!r}")
+        return runtime
 
     @property
     def is_cuda(self) -> bool:

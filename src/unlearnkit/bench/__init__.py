@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..artifacts import content_key, writable_store
 from ..data import load_dataset
+from ..errors import ConfigError
 from ..executor import Executor
 from ..runtime import Runtime
 from .html import write_report
@@ -26,6 +27,8 @@ def bench(config: BenchConfig, runtime: Runtime, out_dir: Path | None = None, st
     store = writable_store(store)
     fingerprints = {name: loaded[0].fingerprint for name, loaded in (provided or {}).items()}
     out_dir = Path(out_dir or store / "bench" / content_key([config.model_dump(), fingerprints]))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"the bench's output '{out_dir}' is a file, not a folder")
     cells = run_bench(config, out_dir, runtime, store, provided, executor)
     summary = summarise(cells, config.mia)
     if config.audit:
@@ -58,7 +61,7 @@ def bench_on(data, model, forget=("random:0.1",), methods: list[str] | None = No
     from .scenarios import on_objects
 
     config, provided = on_objects(data, model, forget, methods, seeds, recipe, mia)
-    return bench(config, runtime or Runtime.create(), out, store, provided)
+    return bench(config, Runtime.given(runtime, "bench()"), out, store, provided)
 
 
 def audit_columns(config: BenchConfig, summary: dict, runtime: Runtime, store: Path, provided, executor) -> None:

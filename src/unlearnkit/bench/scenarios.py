@@ -44,10 +44,10 @@ class BenchConfig(BaseModel):
     attacks: list[str] | None = None        # the attacks reported (default: all; SalUn's SVC is slow on large sets)
     noise_floor_offset: int = 1000          # the second oracle is trained with seed + this offset
 
-    @field_validator("seeds", "scenarios")
+    @field_validator("seeds", "scenarios", "methods")
     @classmethod
     def _not_empty(cls, values: list, info: ValidationInfo) -> list:
-        if not values:  # a bench of none would write an empty report
+        if values is not None and not values:  # a bench of none would write an empty report (methods None: all)
             raise ValueError(f"at least one {info.field_name.removesuffix('s')} is needed")
         return values
 
@@ -93,6 +93,9 @@ def on_objects(data, model, forget, methods, seeds, recipe, mia: str = "mia_entr
     from ..models import ModelSpec, spec_for
     from ..pipeline import describe_model
 
+    if not hasattr(data, "train_labels"):
+        raise ConfigError(f"the bench takes an ImageDataset (uk.load_dataset, uk.from_torch), got "
+                          f"{type(data).__name__}; for a registered dataset by name, use `unlearnkit bench`")
     forget, methods = ([v] if isinstance(v, str) else v for v in (forget, methods))  # one spec, one method
     spec = model if isinstance(model, (ModelSpec, nn.Module)) else spec_for(model, data)
     recipe = as_recipe(recipe, data.recipe)

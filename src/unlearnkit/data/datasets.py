@@ -154,23 +154,45 @@ def _load_imagefolder(root=None, image_size: int = 32, channels: int = 3, test_f
 
 
 LAYOUTS = ("CHW", "HWC", "HW", "F")
+_FLOAT_PIXEL_LIMIT = 10.0  # non-negative float images above this hold 0-255 pixels, not [0, 1] ones
 
 
-def from_torch(train, test, classes: list[str] | None = None, name: str = "custom", augment: Augment = Augment(),
-               layout: str = "CHW", normalize: bool = False, recipe: TrainRecipe | dict | None = None) -> ImageDataset:
+def _label_shape(y) -> tuple[int, ...] | None:
+    """The shape of a label holding several values (a one-hot vector, say); None for a single value."""
+    if isinstance(y, (str, bytes)):
+        return None
+    try:
+        shape = tuple(y.shape) if hasattr(y, "shape") else tuple(np.shape(y))
+    except ValueError:  # a ragged sequence
+        return (len(y),)
+    return shape if int(np.prod(shape)) != 1 else None
+
+
+def from_torch(train, test, classes: list[str] | None = None, name: str = "custom",
+               augment: Augment | None = Augment(), layout: str = "CHW", normalize: bool = False,
+               recipe: TrainRecipe | dict | None = None) -> ImageDataset:
     """Materialise any map-style torch Datasets yielding (image, int label) in memory.
 
     Images are tensors or arrays laid out as `layout`: "CHW" (torch's convention), "HWC" (PIL and numpy
     images) or "HW" (one channel); "F" is a feature vector (a table's row), which models are then given as
     (N, F) batches, each feature normalised as a channel. uint8 images are read as 0-255 pixels and scaled to
-    [0, 1]; float images are used as given. With `normalize=True` the per-channel mean and std of the training
-    images are learned and applied; otherwise none is (apply your own in the Dataset). Labels must be integers 0..K-1.
+    [0, 1]; float images are used as given: pixels on [0, 1], or values the Dataset standardised itself. Float
+    images with no negative value but values above 10 are taken for 0-255 pixels, which a model would be fed
+    unscaled: they are refused unless `normalize=True` (or divide them by 255, or yield uint8). With
+    `normalize=True` the per-channel mean and std of the training images are learned and applied; otherwise
+    none is (apply your own in the Dataset). Labels must be class indices, one integer 0..K-1 per sample (not
+    one-hot vectors). `augment` is an `Augment` (train-time crops and flips) or None for none.
     `recipe` is how models are trained on this data from scratch by default (a TrainRecipe, or a dict of fields
     over `config.GENERIC_RECIPE`, the default). `name` only labels records and tables: it never selects a
     recipe or any default.
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if augment is None:
+        augment = Augment()
+    elif not isinstance(augment, Augment):
+        raise ConfigError(f"augment must be an Augment, e.g. uk.Augment(crop_padding=4, hflip=True), or None; "
+                          f"got {augment!r}")
     if layout == "F" and augment.active:
         raise ConfigError("augment crops and flips images; feature vectors (layout='F') take no augmentation")
     recipe = as_recipe(recipe, GENERIC_RECIPE)
@@ -202,14 +224,25 @@ def from_torch(train, test, classes: list[str] | None = None, name: str = "custo
         elif layout == "HW":
             images = images[:, None]
         elif layout == "HWC":
+            if images.shape[3] not in (1, 3, 4) and images.shape[1] in (1, 3, 4):
+                raise DataError(f"the {part} images have shape {tuple(images.shape[1:])}, which looks like (C, H, W), "
+                                "not the layout='HWC' given: pass layout='CHW'")
             images = images.permute(0, 3, 1, 2)
         elif images.shape[1] not in (1, 3, 4) and images.shape[3] in (1, 3, 4):
             raise DataError(f"the {part} images have shape {tuple(images.shape[1:])}, which looks like (H, W, C): "
                             "pass layout='HWC' (or permute them to (C, H, W))")
         if not torch.isfinite(images).all():
             raise DataError(f"the {part} dataset holds NaN or infinite pixel values")
+        if layout != "F" and not normalize and images.min() >= 0 and images.max() > _FLOAT_PIXEL_LIMIT:
+            raise DataError(f"the {part} images are floats from {float(images.min()):g} to {float(images.max()):g}, "
+                            "which look like 0-255 pixels, but float pixels are read on [0, 1]: divide them by 255, "
+                            "yield uint8, or pass normalize=True")
         labels = []
         for y in ys:
+            shape = _label_shape(y)
+            if shape is not None:
+                raise DataError(f"the {part} dataset yields labels of shape {shape}; labels must be class indices, "
+                                "one integer per sample (for one-hot labels, take their argmax)")
             value = y.item() if hasattr(y, "item") else y
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
                 raise DataError(f"the {part} dataset yields label {y!r}; expected integer class indices 0..K-1")

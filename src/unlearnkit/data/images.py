@@ -24,6 +24,15 @@ class Augment:
     crop_padding: int = 0
     hflip: bool = False
 
+    def __post_init__(self):  # checked here: a bad value would otherwise fail only in the first training batch
+        padding = self.crop_padding
+        if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
+            raise ConfigError(f"Augment: crop_padding must be a whole number of pixels >= 0, got {padding!r}")
+        if not isinstance(self.hflip, (bool, np.bool_)):
+            raise ConfigError(f"Augment: hflip must be True or False, got {self.hflip!r}")
+        object.__setattr__(self, "crop_padding", int(padding))  # numpy scalars as plain values, for the run keys
+        object.__setattr__(self, "hflip", bool(self.hflip))
+
     @property
     def active(self) -> bool:
         return self.crop_padding > 0 or self.hflip

@@ -83,6 +83,9 @@ def check_split(split, dataset, who: str):
     without a word. Raises ConfigError."""
     if not isinstance(split, ForgetSplit):
         raise ConfigError(f"{who} takes a ForgetSplit (uk.make_split) as the split, got {type(split).__name__}")
+    if dataset is not None and not hasattr(dataset, "train_labels"):
+        raise ConfigError(f"{who} takes an ImageDataset (uk.load_dataset, uk.from_torch) as data=, got "
+                          f"{type(dataset).__name__}")
     dataset = dataset if dataset is not None else split.dataset
     if dataset is None:
         raise ConfigError(f"{who} needs the dataset the split indexes: pass data=")
@@ -96,6 +99,8 @@ def make_split(spec, data, seed: int = 0, classes: list[str] | None = None) -> F
     """Derive the split for `spec` over an ImageDataset's training set (or an array of training labels);
     the same spec, data and seed always give the same split. `spec` is a string (random:0.1, class:3,
     indices:FILE), or the forget set itself: a sequence of training indices or a boolean mask over them."""
+    if hasattr(spec, "train_labels") and isinstance(data, str):
+        raise SplitError(f"make_split takes the spec first, then the dataset: make_split({data!r}, data)")
     given = None if isinstance(spec, str) else _given_indices(spec)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise SplitError(f"the split's seed must be an integer, got {seed!r}")

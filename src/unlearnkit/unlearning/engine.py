@@ -30,10 +30,12 @@ class UnlearnResult:
     sample_passes: int
     steps: int
     details: dict[str, Any] = field(default_factory=dict)
+    split: ForgetSplit | None = None  # what was forgotten, so that evaluating it against another split fails
 
     def record(self) -> dict[str, Any]:
         return {"method": self.method, "hyperparameters": self.hyperparameters, "wall_time_s": self.wall_time_s,
-                "sample_passes": self.sample_passes, "steps": self.steps, **self.details}
+                "sample_passes": self.sample_passes, "steps": self.steps, **self.details,
+                **({"split": self.split.describe()} if self.split is not None else {})}
 
     def __repr__(self) -> str:  # a summary: the default would print the model and every calibration check
         calibration = self.details.get("calibration", {})
@@ -50,9 +52,9 @@ def non_finite(model: nn.Module) -> list[str]:
     return [n for n, p in model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
 
 
-def check_heldout(heldout, dataset: ImageDataset) -> None:
+def check_heldout(heldout, dataset: ImageDataset, split: ForgetSplit) -> None:
     """Held-out data is a DataView (e.g. `data.train(validation_indices)`, `data.test()`) of samples shaped like
-    the dataset's: the calibration feeds it to the model beside D_f."""
+    the dataset's: the calibration feeds it to the model beside D_f; class-wise, it reads the classes that stay."""
     if not isinstance(heldout, DataView):
         raise ConfigError(f"heldout must be a DataView such as data.test() or data.train(validation_indices), got "
                           f"{type(heldout).__name__}")
@@ -61,6 +63,10 @@ def check_heldout(heldout, dataset: ImageDataset) -> None:
     theirs, ours = tuple(heldout.dataset.train_images.shape[1:]), tuple(dataset.train_images.shape[1:])
     if theirs != ours:
         raise ConfigError(f"the held-out samples are shaped {theirs} but the dataset's are {ours}")
+    staying = set(heldout.labels.tolist()) - set(split.forgotten_classes)
+    if split.kind == "class" and not staying:
+        raise ConfigError(f"the held-out data holds only the forgotten classes {list(split.forgotten_classes)}: the "
+                          "calibration needs held-out samples of the classes that stay")
 
 
 def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data: ImageDataset | None = None,
@@ -86,15 +92,18 @@ def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data
     dataset = check_split(split, data, "unlearn()")
     seed = check_seed(seed, "unlearn()")
     if heldout is not None:
-        check_heldout(heldout, dataset)
+        check_heldout(heldout, dataset, split)
     declared = methods.get(method)
     hp = declared.resolve(hyperparameters, split.spec)
     recipe = as_recipe(recipe, dataset.recipe)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError("the model to unlearn has no trainable parameters (none requires grad): unfreeze the "
+                          "layers a method may change")
     broken = non_finite(model)
     if broken:
         raise ConfigError(f"the model to unlearn has NaN or infinite weights in {broken[:3]}: it was broken before "
                           "unlearning (retrain it, e.g. with a lower learning rate)")
-    runtime = runtime or Runtime.create()
+    runtime = Runtime.given(runtime, "unlearn()")
     model.to(runtime.device)
     backup = copy.deepcopy(model.state_dict())
     generator = seed_everything(seed)
@@ -124,4 +133,4 @@ def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data
     if "calibrator" in ctx.state:
         details["calibration"] = ctx.state["calibrator"].record()
     passes = ctx.sample_passes + ctx.forward_passes // 3  # a forward-only pass costs about a third of a training one
-    return UnlearnResult(ctx.model, method, hp, wall, passes, ctx.total_steps, details)
+    return UnlearnResult(ctx.model, method, hp, wall, passes, ctx.total_steps, details, split)

@@ -7,20 +7,12 @@ import time
 import torch
 from torch import Tensor, nn
 
-from ..artifacts import content_key
+from ..artifacts import content_key, weights_key
 from ..data.images import DataView
 from .context import Batch, Context
 
 _CACHE: dict[str, tuple[dict[str, Tensor], float, int]] = {}
 _CACHE_LIMIT = 16
-
-
-def weights_digest(model: nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def diagonal_fisher(ctx: Context, view: DataView, batch_size: int, clip: float = 0.0) -> dict[str, Tensor]:
@@ -32,10 +24,12 @@ def diagonal_fisher(ctx: Context, view: DataView, batch_size: int, clip: float =
     a key of the weights, the data, the indices and these settings (never by path), and the seconds it took
     and sample passes are added to the run's cost even when the cache answers.
     """
-    key = content_key({"weights": weights_digest(ctx.model), "data": ctx.dataset.fingerprint, "part": view.part,
+    key = content_key({"weights": weights_key(ctx.model), "data": ctx.dataset.fingerprint, "part": view.part,
                        "indices": hashlib.sha256(view.indices.cpu().numpy().tobytes()).hexdigest(),
                        "batch_size": batch_size, "augment": view.augment, "clip": clip, "task": ctx.task.cache_key(),
-                       "seed": ctx.seed if view.augment else None})
+                       "seed": ctx.seed if view.augment else None,
+                       # the parameters it holds: a Fisher of a partly frozen model lacks the frozen ones
+                       "trainable": sorted(n for n, p in ctx.model.named_parameters() if p.requires_grad)})
     if key in _CACHE:
         fisher, seconds, passes = _CACHE[key]
         ctx.reused_seconds += seconds

@@ -337,7 +337,10 @@ class SingleGradient(OneShot):
         trained = copy.deepcopy(ctx.model.state_dict())
         if hp["gradient_at"] == "initial":
             seed = ctx.seed if hp["init_seed"] is None else hp["init_seed"]
-            ctx.model.load_state_dict(fresh_copy(ctx.model, seed).state_dict())
+            # A frozen parameter is not trained, so its w_0 is the value it holds (a pretrained layer's, say).
+            frozen = {n for n, p in ctx.model.named_parameters() if not p.requires_grad}
+            initial = fresh_copy(ctx.model, seed).state_dict()
+            ctx.model.load_state_dict({k: trained[k] if k in frozen else v for k, v in initial.items()})
         gradient = _summed_gradient(ctx, ctx.forget, batch_size, train=True)
         ctx.model.load_state_dict(trained)  # back to w_T, BatchNorm statistics included
         _add_flat(ctx.model, scale * gradient, mask)
