@@ -25,9 +25,11 @@ gradient method forgets, from signals a user has without retraining.
   the forget set now looks *less* like training data than unseen data does, itself a tell) backs off the same
   way. So the step size adapts to the problem; the default is a large one that back-offs can bring down. Under the
   "loss" rule such an overshoot, met or not, ends the run at the most change before it (the last stretch bisected
-  for the furthest point still within the AUC band). Last, where the budget left pays for it, the kept weights
-  are asked on all of the held-out set, then on D_r (up to 5,000 samples); past a ceiling there, they step back
-  toward the start (`verify`).
+  for the furthest point still within the AUC band). A check that met the target and damaged the model is kept
+  aside: a run that then ends without the target (its budget spent, or no step size left) bisects that stretch for
+  the least change that meets the target undamaged, and keeps it where there is one. Last, where the budget left
+  pays for it, the kept weights are asked on all of the held-out set, then on D_r (up to 5,000 samples); past a
+  ceiling there, they step back toward the start (`verify`).
 
 Every check, back-off, refinement and the decision are recorded in the run's details.
 """
@@ -213,6 +215,7 @@ class Calibrator:
         self.chosen_step = None
         self.stopped = False
         self.verified: dict | None = None  # what `verify` asked of the kept weights, on which sets, and found
+        self.damaged: tuple | None = None  # the first stretch that met the target and damaged the model
 
     def _probe(self, ctx: Context, view) -> tuple[torch.Tensor, torch.Tensor]:
         scores, correct = ctx.task.probe(ctx, view)
@@ -269,14 +272,12 @@ class Calibrator:
             return None
         return 100 * self._probe(ctx, self.forget_whole)[1].float().mean().item()
 
-    def _shorten(self, ctx: Context, check: Check) -> None:
-        """A confirmation on all of D_f that failed was paid for by steps the run still takes: end it sooner by
-        as many steps as it cost, so that the run stays within its budget."""
+    def _shorten(self, ctx: Context, check: Check, passes: float, why: str) -> None:
+        """Checks the budget did not reserve, paid for by steps the run still takes: end it sooner by as many
+        steps as they cost, so that the run stays within its budget."""
         per_step = (ctx.sample_passes - self.passes_at_start) / max(check.step, 1)
-        fewer = math.ceil(len(self.forget_whole) / 3 / max(per_step, 1))
-        self.end_step = max(check.step, self.end_step - fewer)
-        self.events.append(f"the probe met the target at step {check.step} but all {len(self.forget_whole)} of "
-                           f"D_f are at {check.forget_whole_acc:.1f}%: going on, to end by step {self.end_step}")
+        self.end_step = max(check.step, self.end_step - math.ceil(passes / max(per_step, 1)))
+        self.events.append(f"{why}: going on, to end by step {self.end_step}")
 
     def _drop_se(self, heldout_ok: torch.Tensor) -> float:
         """The standard error (points) of the probe's held-out accuracy change since the start, as an estimate of
@@ -348,7 +349,9 @@ class Calibrator:
         check = self._measure(ctx, step)
         self.checks.append(check)
         if check.forget_whole_acc is not None and not check.met and not last:
-            self._shorten(ctx, check)
+            self._shorten(ctx, check, len(self.forget_whole) / 3,
+                          f"the probe met the target at step {check.step} but all {len(self.forget_whole)} of D_f "
+                          f"are at {check.forget_whole_acc:.1f}%")
         start, good = self.checks[0], self.good
         if step > 0 and not self._keeps_accuracy(check):
             which, before, after = (("remain", start.remain_acc, check.remain_acc) if not self._keeps_remain(check)
@@ -357,10 +360,15 @@ class Calibrator:
             if which == "held-out" and check.heldout_whole_drop is not None:
                 damage += (f" (on the probe; {check.heldout_whole_drop:.1f} points on all "
                            f"{len(self.heldout_whole)} held-out samples)")
+            if check.met and self.damaged is None and self.previous is not None:
+                # Kept aside for a run that then ends without the target (`_use_fallback`).
+                self.damaged = (self.previous, {k: v.detach().clone() for k, v in ctx.model.state_dict().items()},
+                                check, damage, good.step)
             if not last and self._back_off(ctx, damage):
                 return False
             left = "no step left in the budget" if last else "no step size left to try"
             self._rewind(ctx, f"{damage}: rewound to step {good.step}, the last check before the damage, with {left}")
+            self._use_fallback(ctx, self.decision)
             return True
         below = 0.5 - (self.guard_tolerance if self.hp["criterion"] == "loss" else self.tolerance)
         overshot = not self.classwise and (
@@ -450,6 +458,8 @@ class Calibrator:
                   "otherwise, or a larger budget")
         self.decision, self.chosen_step = f"budget spent before the target (last check at step {check.step}; " \
                                           f"{bought})", check.step
+        if self._use_fallback(ctx, f"budget spent, last check at step {check.step}"):
+            return
         if self.initial is not None and not self._progressed(self.checks[0], check):
             ctx.model.load_state_dict(self.initial)
             self.decision, self.chosen_step = (f"budget spent before the target, with no more than noise of progress "
@@ -520,6 +530,42 @@ class Calibrator:
             ctx.model.load_state_dict(_between(start, end, middle))
             low, high = (low, middle) if beyond(self._measure(ctx, step)) else (middle, high)
         return low, high, start, end
+
+    def _use_fallback(self, ctx: Context, ending: str) -> bool:
+        """A run that ends without meeting the target at a safe step size, after a check that met it and damaged
+        the model: that stretch, from the last good check before it, is bisected (`refine` halvings, where the
+        budget left pays for them) for the point nearest the good end that meets the target without damage, and
+        those weights are kept (True). The target may have been met on the way, before the damage was done; a run
+        that meets it later, at a smaller step size, never pays for the search."""
+        if self.damaged is None or self.hp["refine"] == 0:
+            return False
+        start, end, reached, damage, good_step = self.damaged
+        if budget_left(ctx) < self.hp["refine"] * (len(self.forget) + 1.5 * len(self.heldout)) / 3:
+            self.events.append(f"the stretch before the damage at step {reached.step} was not searched: the budget "
+                               "left does not pay for it")
+            return False
+        ending_weights = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        low, high, found = 0.0, 1.0, None
+        for _ in range(self.hp["refine"]):
+            middle = (low + high) / 2
+            ctx.model.load_state_dict(_between(start, end, middle))
+            check = self._measure(ctx, reached.step)
+            if not self._keeps_accuracy(check):
+                high = middle
+            elif check.met:
+                found, high = (middle, check), middle
+            else:
+                low = middle
+        if found is None:
+            ctx.model.load_state_dict(ending_weights)
+            self.events.append(f"no point before the damage at step {reached.step} met the target undamaged")
+            return False
+        ctx.model.load_state_dict(_between(start, end, found[0]))
+        self.decision, self.chosen_step = (f"the target was met at step {reached.step} ({self._target(found[1])}) "
+                                           f"before the damage there ({damage}): kept {found[0]:.3f} of the stretch "
+                                           f"from step {good_step}, since the run then ended without it "
+                                           f"({ending})"), reached.step
+        return True
 
     def _refine_before_overshoot(self, ctx: Context) -> float:
         """The point furthest from the last good check, on the line to the current weights, whose membership AUC
