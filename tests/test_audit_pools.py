@@ -2,6 +2,7 @@
 sanity rows on a pool that must memorise."""
 from __future__ import annotations
 
+import html
 import json
 import os
 
@@ -13,7 +14,7 @@ from conftest import synthetic_dataset
 from unlearnkit.artifacts import load_checkpoint
 from unlearnkit.audit.audit import SUMMARY_KEYS, audit_command, run_audit
 from unlearnkit.audit.pools import load_statistics, member_dataset, plan_pool
-from unlearnkit.audit.report import exposed_figure, markdown_table, summary, write_report
+from unlearnkit.audit.report import exposed_figure, markdown_table, small_pool_note, summary, write_report
 from unlearnkit.config import TrainRecipe
 from unlearnkit.data.images import ImageDataset
 from unlearnkit.data.splits import make_split
@@ -133,7 +134,9 @@ def test_the_report_files_hold_the_rows_and_the_plots(memorising, tmp_path):
     assert page.count("data:image/png;base64,") == 3  # ROC, epsilon histograms, exposed examples of ft
     stored = json.loads(paths["json"].read_text())
     assert [r["method"] for r in stored["rows"]] == ["ft", "oracle", "original"]
-    assert paths["markdown"].read_text() == markdown_table(result["rows"])
+    note = small_pool_note(result["pool"])  # K = 8: 2 models per side, too few for ε and KLOM
+    assert note and stored["note"] == note and html.escape(note) in page
+    assert paths["markdown"].read_text() == markdown_table(result["rows"]) + f"\n{note}\n"
 
 
 # ----------------------------------------------------------------------------------------------------- trainers

@@ -80,6 +80,13 @@ def files(tmp_path_factory, stored):
     }
     for name, text in bench.items():
         (folder / f"bench_{name}.yaml").write_text(text)
+    configs = {"recipe_int": "recipe: 5\n", "seed_text": "seed: abc\n", "model_list": "model: [a]\n",
+               "model_options_int": "model_options: 3\n", "hp_int": "hyperparameters: 7\n", "epochs": "epochs: 3\n",
+               "typo": "epochz: 3\n", "flat_hp": "budget: 0.1\nmethod: ft\n", "seed_negative": "seed: -1\n"}
+    for name, text in configs.items():
+        (folder / f"conf_{name}.yaml").write_text(text)
+    np.save(folder / "two_d.npy", np.arange(10).reshape(2, 5))
+    (folder / "garbage.npy").write_text("0 1 2")
     return folder
 
 
@@ -220,6 +227,42 @@ def _cli_cases():
                                                    f"{f}/bench_no_seeds.yaml"], "not read with --task generation",
          None),
         ("methods of an unknown task", ["methods", "--task", "video"], "unknown task 'video'", None),
+        ("config recipe not a mapping", ["train", "--config", f"{f}/conf_recipe_int.yaml"],
+         "'recipe' must be a mapping", None),
+        ("config seed not a number", ["train", "--config", f"{f}/conf_seed_text.yaml"],
+         "'seed' must be a whole number >= 0, got 'abc'", None),
+        ("config negative seed", ["retrain", "--forget", "class:3", "--config", f"{f}/conf_seed_negative.yaml"],
+         "'seed' must be a whole number >= 0, got -1", None),
+        ("config model a list", ["train", "--config", f"{f}/conf_model_list.yaml"], "'model' must be a string", None),
+        ("config model options not a mapping", ["train", "--config", f"{f}/conf_model_options_int.yaml"],
+         "'model_options' must be a mapping", None),
+        ("config recipe field at the top", ["train", "--config", f"{f}/conf_epochs.yaml"],
+         "unknown key(s) ['epochs'] ('epochs' is a recipe field: put it under recipe:); valid keys: data, root", None),
+        ("config unknown key", ["train", "--config", f"{f}/conf_typo.yaml"],
+         "unknown key(s) ['epochz']; valid keys: data, root, data_options, model, model_options, seed, recipe", None),
+        ("forget config hyperparameters not a mapping", ["forget", "--model", "{original}", "--forget", "class:3",
+                                                         "--config", f"{f}/conf_hp_int.yaml"],
+         "'hyperparameters' must be a mapping", None),
+        ("forget config seed not a number", ["forget", "--model", "{original}", "--forget", "class:3", "--config",
+                                             f"{f}/conf_seed_text.yaml"], "'seed' must be a whole number >= 0", None),
+        ("forget config flat keys", ["forget", "--model", "{original}", "--method", "ft", "--forget", "class:3",
+                                     "--config", f"{f}/conf_flat_hp.yaml"],
+         "unknown key(s) ['budget', 'method'] ('budget' is a hyperparameter of ft: put it under hyperparameters:; "
+         "'method' is the command-line option --method); valid keys: seed, hyperparameters", None),
+        ("train negative seed", ["train", "--seed", "-1"], "--seed must be >= 0, got -1", None),
+        ("retrain negative seed", ["retrain", "--forget", "class:3", "--seed", "-1"], "--seed must be >= 0, got -1",
+         None),
+        ("forget negative seed", ["forget", "--model", "{original}", "--forget", "class:3", "--seed", "-1"],
+         "--seed must be >= 0, got -1", None),
+        ("audit negative seed", ["audit", "--seed", "-1"], "--seed must be >= 0, got -1", None),
+        ("erase negative seed", ["erase", "--model-dir", f"{f}/conf.d", "--concept", "x", "--out", f"{f}/erased",
+                                 "--seed", "-1"], "--seed must be >= 0, got -1", None),
+        ("bench negative seed", ["bench", "--seeds", "0,-1"], "--seeds must be >= 0, got -1", None),
+        ("2-D indices npy", ["retrain", "--forget", f"indices:{f}/two_d.npy"],
+         "holds an array of shape (2, 5); expected a 1-D integer array of training indices or a 1-D boolean mask",
+         None),
+        ("indices npy not a npy", ["retrain", "--forget", f"indices:{f}/garbage.npy"],
+         "is not a readable .npy file of indices (no NumPy header)", None),
     ]
 
 

@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -132,3 +135,48 @@ def test_methods_without_a_forget_spec_shows_the_class_wise_defaults_that_differ
     assert "'loss'" in criterion and "'auc'" in criterion  # SFR-on's random rule, and the class-wise one
     calibrate = next(line for line in shown.splitlines() if line.startswith("│ calibrate "))
     assert calibrate.count("True") == 1  # the same for both: the class-wise column stays empty
+
+
+def test_tasks_lists_every_command_that_runs_on_each_domain():
+    from unlearnkit.cli import COMMAND_DOMAINS, LISTINGS, command_names
+
+    assert set(command_names()) == set(COMMAND_DOMAINS) | set(LISTINGS)  # a new command must say where it runs
+    result, out = run("tasks", "--json")
+    assert result.exit_code == 0, result.output
+    commands = {t["task"]: set(t["commands"]) for t in out["tasks"]}
+    assert commands["classification"] == {"train", "retrain", "forget", "evaluate", "methods", "bench", "tune",
+                                          "audit"}
+    assert {"train", "retrain", "methods", "bench", "erase"} <= commands["text-to-image"]
+    assert "audit" not in commands["text-to-image"] and "erase" not in commands["classification"]
+    assert {"retrain", "forget", "evaluate", "tune"} <= commands["generation"]
+
+
+# The domain's work receives a real SIGINT (Ctrl-C) in a real process, after the command has started.
+INTERRUPTED = """
+import os, signal, sys, time
+from unlearnkit import cli
+
+class Interrupted:
+    name = "classification"
+
+    def train(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(60)
+
+    bench = train
+
+cli.get_domain = lambda name: Interrupted()
+sys.argv = ["unlearnkit", *sys.argv[1:]]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("args", [["train"], ["retrain", "--forget", "class:3"], ["bench", "--quick"]])
+def test_ctrl_c_is_one_error_line_and_a_last_json_object_with_exit_130(args, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "UNLEARNKIT_STORE": str(tmp_path / "store")}
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED, *args, "--threads", "1", "--json"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted"), done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["error"].startswith("interrupted")

@@ -64,6 +64,45 @@ def test_bad_index_files(tmp_path, content, message):
         make_split(f"indices:{path}", LABELS)
 
 
+def test_a_csv_of_indices_is_read_as_text(tmp_path):
+    (tmp_path / "f.csv").write_text("5,2\n9,")
+    assert make_split(f"indices:{tmp_path / 'f.csv'}", LABELS).forget.tolist() == [2, 5, 9]
+
+
+def _write_npy(path, kind):
+    if kind == "2-D":
+        np.save(path, np.arange(10).reshape(2, 5))
+    elif kind == "2-D mask":
+        np.save(path, np.ones((10, 10), dtype=bool))
+    elif kind == "text":
+        path.write_text("1 2 3")
+    elif kind == "pickle":
+        import pickle
+
+        path.write_bytes(pickle.dumps([1, 2, 3]))
+    elif kind == "objects":
+        np.save(path, np.array([1, "a", None], dtype=object), allow_pickle=True)
+    elif kind == "truncated":
+        np.save(path, np.arange(50))
+        path.write_bytes(path.read_bytes()[:-40])
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("2-D", r"holds an array of shape \(2, 5\); expected a 1-D integer array of training indices or a 1-D boolean"),
+    ("2-D mask", r"holds an array of shape \(10, 10\)"),
+    ("text", r"is not a readable \.npy file of indices \(no NumPy header\)"),
+    ("pickle", r"is not a readable \.npy file of indices \(no NumPy header\)"),
+    ("objects", r"is not a readable \.npy file of indices \(damaged, or Python objects, which are never unpickled\)"),
+    ("truncated", r"is not a readable \.npy file of indices"),
+])
+def test_a_npy_that_is_not_one_flat_array_of_indices_is_refused(tmp_path, kind, message):
+    path = tmp_path / "garbage.npy"
+    _write_npy(path, kind)
+    with pytest.raises(SplitError, match=message) as raised:
+        make_split(f"indices:{path}", LABELS)
+    assert "allow_pickle" not in str(raised.value) and "\n" not in str(raised.value)
+
+
 def test_missing_index_file(tmp_path):
     with pytest.raises(SplitError, match="does not exist"):
         make_split(f"indices:{tmp_path / 'nope.txt'}", LABELS)

@@ -71,6 +71,9 @@ def test_interrupted_training_resumes_to_the_same_result(tiny_data, runtime, tmp
             fit(resumed, tiny_data.train(), short, runtime, seed=5, resume_file=state, save_every_s=0)
     finally:
         training.save_state = original_save
+    # the interrupted run's training seconds are kept, so that a resumed run's wall time (RTE) counts them
+    assert torch.load(state, weights_only=True)["elapsed"] > 0
+    assert training.resumed_seconds(state) == torch.load(state, weights_only=True)["elapsed"]
     torch.manual_seed(123)  # a restart does not share the first process's RNG
     restarted = spec.build()
     fit(restarted, tiny_data.train(), short, runtime, seed=5, resume_file=state)

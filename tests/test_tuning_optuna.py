@@ -168,3 +168,34 @@ def test_arguments_and_a_missing_optuna_are_one_line_errors(tmp_path, runtime, m
     monkeypatch.setitem(sys.modules, "optuna", None)  # makes `import optuna` fail
     with pytest.raises(ConfigError, match=r"tuning needs optuna>=4.0, which is not installed: .*unlearnkit\[tune\]"):
         tune(config(), ["ft"], [7], runtime, tmp_path)
+
+
+def _row(hp: dict, unmet: list[str]) -> dict:
+    return {"scenario": "s", "method": "ft", "trial": 0, "hp": hp, "relative": 1.0, "avg_gap": 1.0,
+            "kl_forget": 0.1, "forget_acc": 90.0, "cost_ratio": 0.22, "rte_s": 0.1, "unmet": unmet}
+
+
+def test_a_choice_that_misses_its_limits_is_never_written_and_the_existing_entry_is_kept(tmp_path):
+    from unlearnkit.unlearning.tuned import merge_into
+
+    cfg = config(max_cost=0.1)
+    defaults = tmp_path / "tuned.yaml"
+    defaults.write_text("digits:\n  class:\n    ft: {lr_scale: 1.0}\n")
+    bench_file = tmp_path / "bench.yaml"
+    missed = {"s": {"ft": _row({"lr_scale": 3.0}, ["cost 0.22 > 0.1"])}}
+    before = defaults.read_text()
+    for dataset, by_spec in tuning.best_by_spec(cfg, missed).items():  # what `unlearnkit tune` does
+        merge_into(defaults, dataset, by_spec, "# header\n")
+    assert defaults.read_text() == before
+    assert tuning.best_by_spec(cfg, missed) == {}
+    tuning.write_bench_file(bench_file, cfg, missed, "")
+    assert "lr_scale: 3.0" not in bench_file.read_text()
+    tuning._write([missed["s"]["ft"]], missed, tmp_path, [7], 0.1, {"s": "relative"})
+    lines = (tmp_path / "tuning.md").read_text().splitlines()
+    note = [line for line in lines if line.startswith("Not written")]
+    assert note == ["Not written to --write or --defaults-file, since no trial met the limits (any entry already "
+                    "there is kept): s/ft (cost 0.22 > 0.1)."]
+    met = {"s": {"ft": _row({"lr_scale": 0.3}, [])}}
+    assert tuning.best_by_spec(cfg, met) == {"digits": {"class:1": {"ft": {"lr_scale": 0.3}}}}
+    tuning._write([met["s"]["ft"]], met, tmp_path, [7], 0.1, {"s": "relative"})
+    assert "Not written" not in (tmp_path / "tuning.md").read_text()

@@ -61,10 +61,11 @@ def content_key(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def weights_key(model: nn.Module) -> str:
-    """A short stable hash of a module's weights and buffers (names, shapes, dtypes and values)."""
+def weights_key(model: nn.Module | dict) -> str:
+    """A short stable hash of a module's weights and buffers, or of a state dict (names, shapes, dtypes, values)."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    for name, tensor in sorted(state.items()):
         value = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
         digest.update(value.view(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
@@ -137,11 +138,31 @@ class Checkpoint:
                                   f"in {RECORD}: {exc}") from None
 
     def load_model(self, model: nn.Module | None = None) -> nn.Module:
-        """Rebuild the model (or use `model`) and load the weights, checking they match."""
+        """Rebuild the model (or use `model`) and load the weights, checking they fit it and are the weights the
+        record was written for."""
         if model is None:
             model = copy.deepcopy(self.architecture) if self.architecture is not None else self.model_spec.build()
         load_weights(model, self.path / WEIGHTS)
+        expected = self.record.get("weights")
+        if expected is not None and weights_key(model) != expected:
+            raise CheckpointError(f"checkpoint '{self.path}': its weights are not those its {RECORD} was written for "
+                                  "(changed or damaged since it was saved); train or unlearn it again with --force")
         return model
+
+    def damage(self) -> str | None:
+        """Why this stored checkpoint cannot be reused (an unreadable or changed weights file, a missing split),
+        or None: a store lookup that finds it damaged computes it again instead of returning it."""
+        try:
+            state = load_file(str(self.path / WEIGHTS))
+        except (SafetensorError, OSError, ValueError) as exc:
+            return (f"its {WEIGHTS} is corrupt or not safetensors "
+                    f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+        expected = self.record.get("weights")
+        if expected is not None and weights_key(state) != expected:
+            return f"its weights are not those its {RECORD} was written for"
+        if self.record.get("split") and not (self.path / SPLIT).is_file():
+            return f"its {SPLIT} is missing"
+        return None
 
     @property
     def split(self) -> ForgetSplit | None:
@@ -158,7 +179,8 @@ def save_checkpoint(directory: Path, model: nn.Module, record: dict, split: Forg
     tmp.mkdir()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(tmp / WEIGHTS))
-    record = {**record, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions()}
+    record = {**record, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
+              "weights": weights_key(state)}
     (tmp / RECORD).write_text(json.dumps(record, indent=2, default=str))
     if split is not None:
         split.save(tmp / SPLIT)

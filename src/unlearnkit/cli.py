@@ -49,7 +49,10 @@ app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
 DataOpt = typer.Option("digits", "--data", help="Dataset name (see `unlearnkit datasets`).")
 RootOpt = typer.Option(None, "--root", help="Local folder of the dataset (not needed for digits).")
 ModelOpt = typer.Option(None, "--model", help="Model name (see `unlearnkit models`); default: the dataset's.")
-ConfigOpt = typer.Option(None, "--config", help="YAML file of settings; command-line flags override it.")
+ConfigOpt = typer.Option(None, "--config", help="YAML file of settings; command-line flags override it. Keys: "
+                         "data, root, data_options, model, model_options, seed, recipe (a mapping of recipe fields), "
+                         "forget (retrain), image_size and layout (--task generation); for forget: seed, "
+                         "hyperparameters (a mapping). Any other key is refused.")
 SeedOpt = typer.Option(None, "--seed", help="Random seed (default 0).")
 SetOpt = typer.Option(None, "--set", help="Override a setting: key=value (repeatable).")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (bf16 autocast on GPU).")
@@ -80,6 +83,9 @@ TunedOpt = typer.Option(False, "--tuned", metavar="",
                              "where it has an entry, under any --set. Off: every method runs at its defaults.")
 
 
+INTERRUPTED = "interrupted (Ctrl-C / SIGINT); what was finished is stored, nothing half-written is kept"
+
+
 def command(fn: Callable) -> Callable:
     """Register `fn` as a command that turns UnlearnkitError into a one-line error and exit code 2."""
 
@@ -92,6 +98,11 @@ def command(fn: Callable) -> Callable:
             if kwargs.get("as_json"):
                 typer.echo(json.dumps({"error": str(exc)}))
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:  # Ctrl-C (SIGINT): one line, and with --json still one last JSON object
+            typer.echo(f"error: {INTERRUPTED}", err=True)
+            if kwargs.get("as_json"):
+                typer.echo(json.dumps({"error": INTERRUPTED}))
+            raise typer.Exit(130) from None
 
     return app.command(fn.__name__.rstrip("_").replace("_", "-"))(wrapper)
 
@@ -112,9 +123,17 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
         raise ConfigError(f"{option} takes comma-separated whole numbers such as 0,1,2, got {text!r}") from None
     if not seeds:
         raise ConfigError(f"{option} names no seed; expected e.g. 0,1,2")
+    for seed in seeds:
+        check_seed(seed, option)
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"{option} lists a seed twice: {text!r}")
     return seeds
+
+
+def check_seed(seed: Optional[int], option: str = "--seed") -> None:
+    """Every command refuses a negative seed with the same line."""
+    if seed is not None and seed < 0:
+        raise ConfigError(f"{option} must be >= 0, got {seed}")
 
 
 def _names(text: str, option: str) -> list[str]:
@@ -130,11 +149,39 @@ def emit(result: dict[str, Any], as_json: bool, human: str) -> None:
         typer.echo(json.dumps(result, default=str))
 
 
-def _settings(config: Optional[Path], flags: dict[str, Any]) -> dict[str, Any]:
-    """YAML file settings, overridden by the flags the user actually gave (those not None)."""
-    from .config import read_yaml
+# The top-level keys of a `--config` file, and what each holds (config.CONFIG_KINDS); nothing else is read.
+TRAIN_KEYS = {"data": "text", "root": "text", "data_options": "mapping", "model": "text",
+              "model_options": "mapping", "seed": "seed", "recipe": "mapping"}
+RETRAIN_KEYS = {**TRAIN_KEYS, "forget": "text"}
+GENERATION_KEYS = {"image_size": "count", "layout": "text"}  # --task generation's dataset settings
+FORGET_KEYS = {"seed": "seed", "hyperparameters": "mapping"}
 
-    settings = read_yaml(config) if config else {}
+
+# Config keys that are command-line options instead (the commands' own flags, not file settings).
+OPTION_KEYS = frozenset({"method", "model", "forget", "store", "device", "threads", "task", "out", "force", "set"})
+
+
+def _option_hint(key: str) -> Optional[str]:
+    """Where an unknown config key is a command-line option: say so."""
+    return f"'{key}' is the command-line option --{key}" if key in OPTION_KEYS else None
+
+
+def _recipe_hint(key: str) -> Optional[str]:
+    from .config import TrainRecipe
+
+    if key in TrainRecipe.model_fields:
+        return f"'{key}' is a recipe field: put it under recipe:"
+    if key == "forget":
+        return "'forget' is read by retrain only"
+    return _option_hint(key)
+
+
+def _settings(config: Optional[Path], flags: dict[str, Any], keys: dict[str, str], hint=None) -> dict[str, Any]:
+    """YAML file settings (only `keys`, each of its kind), overridden by the flags the user actually gave (those
+    not None)."""
+    from .config import check_config, read_yaml
+
+    settings = check_config(read_yaml(config), config, keys, hint) if config else {}
     settings.update({k: v for k, v in flags.items() if v is not None})
     return settings
 
@@ -145,9 +192,12 @@ def _train_command(kind: str, data, root, model, config, seed, forget, epochs, l
     from .config import parse_assignments
     from .runtime import Runtime
 
+    check_seed(seed)
     domain = get_domain(task_name)
+    keys = {**(RETRAIN_KEYS if kind == "oracle" else TRAIN_KEYS),
+            **(GENERATION_KEYS if domain.name == "generation" else {})}
     settings = _settings(config, {"data": data if data != "digits" else None, "root": root, "model": model,
-                                  "seed": seed, "forget": forget})
+                                  "seed": seed, "forget": forget}, keys, _recipe_hint)
     settings.setdefault("data", data)
     recipe = {**settings.get("recipe", {}), **parse_assignments(assignments)}
     recipe.update({k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size}.items() if v is not None})
@@ -198,11 +248,18 @@ def forget(model: Path = typer.Option(..., "--model", help="Checkpoint folder of
     from .domains import domain_of
     from .runtime import Runtime
 
+    check_seed(seed)
     store = writable_store(store)
-    settings = _settings(config, {"seed": seed})
     checkpoint = load_checkpoint(model)
     domain = domain_of(checkpoint, task_name)
-    domain.methods.get(method)  # an unknown method fails before anything is read
+    declared = domain.methods.get(method)  # an unknown method fails before anything is read
+
+    def hint(key: str) -> Optional[str]:
+        if key in {row["name"] for row in declared.describe()}:
+            return f"'{key}' is a hyperparameter of {method}: put it under hyperparameters:"
+        return _option_hint(key)
+
+    settings = _settings(config, {"seed": seed}, FORGET_KEYS, hint)
     overlay = {}
     if tuned:
         if domain.name != "classification":
@@ -237,8 +294,7 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="Checkpoint folder of t
     from .domains import domain_of
     from .runtime import Runtime
 
-    if seed is not None and seed < 0:
-        raise ConfigError(f"--seed must be >= 0, got {seed}")
+    check_seed(seed)
     domain = domain_of(load_checkpoint(checkpoint), task_name)
     options = {"mia": mia, "root": root, "seed": seed, "store": store}
     result = domain.evaluate(checkpoint, oracle, original, options, Runtime.create(device, threads))
@@ -394,6 +450,7 @@ def audit(data: str = DataOpt, root: Optional[str] = RootOpt, model: Optional[st
     nothing. Writes an HTML report with ROC curves, ε histograms and the forget examples most exposed."""
     from .audit.audit import audit_command
 
+    check_seed(seed)
     result = audit_command(data, root, model, forget_spec, methods_, models_, seed, executor, address, cpus_per_job,
                            gpus_per_job, store, device, threads, recipe={"epochs": epochs} if epochs else None)
     rows = result["rows"]
@@ -401,7 +458,8 @@ def audit(data: str = DataOpt, root: Optional[str] = RootOpt, model: Optional[st
     lines += [f"{r['method']:<14}{r['auc']:>7.3f}{r['tpr_at_1pct_fpr']:>9.3f}{r['tpr_at_0p1pct_fpr']:>10.3f}"
               f"{r['epsilon']:>9.2f}{r['klom']:>10.2f}" if r.get("auc") is not None else f"{r['method']:<14} "
               f"{r.get('error', 'n/a')}" for r in rows]
-    emit(result, as_json, "\n".join([*lines, f"report: {result['report']}"]))
+    emit(result, as_json, "\n".join([*lines, *([result["note"]] if result.get("note") else []),
+                                     f"report: {result['report']}"]))
 
 
 @command
@@ -433,6 +491,7 @@ def erase(model_dir: Path = typer.Option(..., "--model-dir", help="A local diffu
     from .text_to_image.erase import erase_folder
     from .text_to_image.nudity import read_prompt_file
 
+    check_seed(seed)
     if prompt_file is not None:
         prompts = [*(prompts or []), *(row.prompt for row in read_prompt_file(prompt_file))]
     result = erase_folder(model_dir, out, concept, method, force=force, runtime=Runtime.create(device, threads),
@@ -441,14 +500,38 @@ def erase(model_dir: Path = typer.Option(..., "--model-dir", help="A local diffu
     emit(result, as_json, f"{method}: erased '{concept}' in {result['wall_time_s']:.1f} s -> {result['model_dir']}")
 
 
+# How each command reaches a domain: through the domain operation it calls (run where the domain implements it),
+# or a fixed domain for the commands without --task; None: every domain. Listings of the package (tasks,
+# datasets, models) are in LISTINGS. A command in neither fails tests/test_cli.py, so `tasks` stays complete.
+COMMAND_DOMAINS: dict[str, Optional[str]] = {
+    "methods": None, "train": "op:train", "retrain": "op:train", "forget": "op:forget", "evaluate": "op:evaluate",
+    "bench": "op:bench", "tune": "op:tune", "audit": "classification", "erase": "text-to-image"}
+LISTINGS = ("tasks", "datasets", "models")
+
+
+def command_names() -> list[str]:
+    """The commands registered on the app, in their order."""
+    return [c.name or c.callback.__name__ for c in app.registered_commands]
+
+
+def commands_of(task: str) -> list[str]:
+    """The commands that run on domain `task`, from the registered command set."""
+    from .domains import supporting
+
+    def runs(name: str) -> bool:
+        how = COMMAND_DOMAINS[name]
+        return how is None or (task in supporting(how[3:]) if how.startswith("op:") else how == task)
+
+    return [name for name in command_names() if name not in LISTINGS and runs(name)]
+
+
 @command
 def tasks(as_json: bool = JsonOpt):
     """List the domains (`--task`): what each unlearns and which commands run on it."""
-    from .domains import DOMAINS, names, supporting
+    from .domains import DOMAINS, names
 
     rows = [{"task": n, "title": DOMAINS.get(n).title, "methods": DOMAINS.get(n).methods.names(),
-             "commands": ["methods", *(op for op in ("train", "forget", "evaluate", "bench", "tune")
-                                       if n in supporting(op))]} for n in names()]
+             "commands": commands_of(n)} for n in names()]
     lines = [f"{r['task']:<16}{r['title']}\n{'':<16}commands: {', '.join(r['commands'])}; methods: "
              f"{', '.join(r['methods'])}" for r in rows]
     emit({"tasks": rows}, as_json, "\n".join(lines))

@@ -104,3 +104,30 @@ def parse_assignments(pairs: list[str] | None) -> dict[str, Any]:
         except yaml.YAMLError:
             result[key.strip()] = raw
     return result
+
+
+# What a `--config` file's top-level value may be: a test, and what the error line says is expected.
+CONFIG_KINDS: dict[str, tuple[Any, str]] = {
+    "text": (lambda v: isinstance(v, str), "a string"),
+    "mapping": (lambda v: isinstance(v, dict), "a mapping (key: value lines indented under it)"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a whole number >= 0"),
+    "count": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a whole number > 0"),
+}
+
+
+def check_config(content: dict[str, Any], path: str | Path, keys: dict[str, str], hint=None) -> dict[str, Any]:
+    """A `--config` file's settings checked against `keys` (name -> a CONFIG_KINDS kind): an unknown key, or a
+    value of the wrong type, is one ConfigError line naming the key, what it expects and the valid keys.
+    `hint(key)` may say where an unknown key belongs instead (e.g. under recipe:)."""
+    unknown = [str(k) for k in content if k not in keys]
+    if unknown:
+        advice = [h for h in (hint(k) if hint else None for k in unknown) if h]
+        raise ConfigError(f"config file '{path}': unknown key(s) {unknown}"
+                          f"{' (' + '; '.join(advice) + ')' if advice else ''}; valid keys: {', '.join(keys)}")
+    for key, value in content.items():
+        test, expected = CONFIG_KINDS[keys[key]]
+        if not test(value):
+            shown = repr(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise ConfigError(f"config file '{path}': '{key}' must be {expected}, got {shown}")
+    return content

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -26,7 +27,7 @@ from .data.splits import ForgetSplit, check_split
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError
 from .models import Ensemble, ModelSpec, spec_for
 from .runtime import Runtime, check_seed, seed_everything, warm_up
-from .training import accuracy, fit
+from .training import accuracy, fit, resumed_seconds
 
 
 def describe_model(model: ModelSpec | nn.Module) -> dict:
@@ -104,10 +105,11 @@ def train(dataset: ImageDataset, model: str | ModelSpec | nn.Module, recipe: Tra
             network = model
         view = dataset.train(split.remain if split else None)
         warm_up()
+        earlier = resumed_seconds(resume)  # an interrupted run's training time, which this one continues
         started = time.perf_counter()
         passes = fit(network, view, recipe, runtime, seed, label=f"{kind} {described['name']} seed {seed}",
                      resume_file=resume)
-        wall = time.perf_counter() - started
+        wall = time.perf_counter() - started + earlier
         metrics = {"train_acc": accuracy(network, view, runtime),
                    "test_acc": accuracy(network, dataset.test(), runtime)}
         if split is not None:
@@ -115,7 +117,7 @@ def train(dataset: ImageDataset, model: str | ModelSpec | nn.Module, recipe: Tra
         record = {"kind": kind, "key": key, "seed": seed, "data": dataset.describe(), "model": described,
                   "recipe": recipe.model_dump(), "split": split.describe() if split else None, "metrics": metrics,
                   "wall_time_s": wall, "sample_passes": passes, "device": str(runtime.device),
-                  "threads": runtime.threads, "weights": weights_key(network)}
+                  "threads": runtime.threads}
         return network, record, split
 
     checkpoint = stored_training(store, f"{kind}-{dataset.name}-{described['name'].replace(':', '-')}-{key}", key,
@@ -133,8 +135,9 @@ def stored_training(store: Path, name: str, key: str, force: bool,
     training resumes); it returns the model, its record and its split. The resume file is removed once the model
     is stored, and when the training diverges (resuming it would only diverge again)."""
     folder = store / "models" / name
-    if folder.exists() and not force:
-        return load_checkpoint(folder)
+    found = reusable(folder, force)
+    if found is not None:
+        return found
     resume = store / "partial" / f"{key}.pt"
     if force:
         discard(resume)
@@ -146,6 +149,22 @@ def stored_training(store: Path, name: str, key: str, force: bool,
     checkpoint = save_checkpoint(folder, network, record, split)
     discard(resume)
     return checkpoint
+
+
+def reusable(folder: Path, force: bool) -> Checkpoint | None:
+    """The checkpoint stored in `folder`, unless there is none, `force` asks for a new one, or it is damaged (then
+    it is computed again and replaced, with a warning): nothing broken is returned as a stored success."""
+    if force or not folder.exists():
+        return None
+    try:
+        found = load_checkpoint(folder)
+        problem = found.damage()
+    except CheckpointError as exc:
+        problem = str(exc)
+    if problem is None:
+        return found
+    warnings.warn(f"the stored '{folder}' is damaged ({problem}): computing it again", stacklevel=2)
+    return None
 
 
 def discard(resume: Path) -> None:
@@ -211,6 +230,9 @@ def unlearn_checkpoint(checkpoint: Checkpoint, method: str, forget: str, seed: i
     if kind != "original":
         raise CheckpointError(f"checkpoint '{checkpoint.path}' holds a model of kind '{kind}'; unlearning starts "
                               "from an original model (unlearnkit train)")
+    problem = checkpoint.damage()
+    if problem is not None:  # the stored result of the intact original must not answer for a damaged copy
+        raise CheckpointError(f"checkpoint '{checkpoint.path}' is damaged: {problem}")
     runtime = runtime or Runtime.create()
     store = writable_store(store)
     seed = int(checkpoint.record.get("seed", 0)) if seed is None else seed
@@ -222,8 +244,9 @@ def unlearn_checkpoint(checkpoint: Checkpoint, method: str, forget: str, seed: i
     key = content_key({"original": checkpoint.record.get("key"), "method": method, "hp": hp,
                        "split": split.fingerprint, "seed": seed, "compute": runtime.identity()})
     folder = store / "unlearned" / f"{method}-{dataset.name}-{key}"
-    if folder.exists() and not force:
-        return load_checkpoint(folder)
+    found = reusable(folder, force)
+    if found is not None:
+        return found
     result = unlearn(checkpoint.load_model(), split, method, data=dataset, recipe=recipe, runtime=runtime, seed=seed,
                      store=store, **(hyperparameters or {}))
     metrics = {"forget_acc": accuracy(result.model, dataset.train(split.forget), runtime),

@@ -93,11 +93,12 @@ def fit(model: nn.Module, view: DataView, recipe: TrainRecipe, runtime: Runtime,
     optimizer = make_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
     schedule = make_schedule(optimizer, recipe.schedule, recipe.epochs)
     view = view if recipe.augment else view.eval()
-    start_epoch = 0
+    start_epoch, started = 0, time.monotonic()
     state = load_state(resume_file) if resume_file is not None else None
+    earlier = 0.0  # seconds the interrupted runs this one resumes had trained, up to their last save
     if state is not None:
         restore_state(state, model, optimizer, schedule, generator)
-        start_epoch = state["epoch"]
+        start_epoch, earlier = state["epoch"], float(state.get("elapsed", 0.0))
     loss_fn = training_loss(recipe)
     last_save = time.monotonic()
     with task(label, recipe.epochs) as advance:
@@ -121,13 +122,20 @@ def fit(model: nn.Module, view: DataView, recipe: TrainRecipe, runtime: Runtime,
             advance(info=f"loss {total / max(count, 1):.3f}")
             if resume_file is not None and (time.monotonic() - last_save > save_every_s or epoch + 1 == recipe.epochs):
                 save_state(resume_file, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                           schedule=schedule.state_dict(), generator=generator.get_state(), epoch=epoch + 1)
+                           schedule=schedule.state_dict(), generator=generator.get_state(), epoch=epoch + 1,
+                           elapsed=earlier + time.monotonic() - started)
                 last_save = time.monotonic()
     check_finite(model, label, recipe.lr)
     return recipe.epochs * len(view)
 
 
 CLASSIFIER_STATE = frozenset({"model", "optimizer", "schedule", "generator", "torch_rng", "epoch"})
+
+
+def resumed_seconds(path: Path) -> float:
+    """The training seconds a resume state at `path` holds (0 for none): a resumed run's wall time counts them."""
+    state = load_state(path)
+    return float(state.get("elapsed", 0.0)) if state is not None else 0.0
 
 
 def load_state(path: Path, required: frozenset[str] = CLASSIFIER_STATE) -> dict | None:

@@ -246,10 +246,11 @@ def audit_command(data: str = "digits", root: str | None = None, model: str | No
     """`unlearnkit audit`: load dataset `data` (its default model unless `model` is given, and its recipe with
     the `recipe` overrides, e.g. {"epochs": 5}), run the audit on `executor`, and write report.html, rows.json and
     rows.md into <store>/audit/<audit key>/.
-    Returns {"rows": the summaries, "report", "markdown", "json": the files' paths, "pool": the pool}."""
+    Returns {"rows": the summaries, "report", "markdown", "json": the files' paths, "pool": the pool, "note": a
+    line when the pool is too small for ε and KLOM (`report.small_pool_note`), else None}."""
     from ..data.datasets import DATASETS, load_dataset
     from ..models import spec_for
-    from .report import summary, write_report
+    from .report import small_pool_note, summary, write_report
 
     if not isinstance(forget, str):
         raise ConfigError(f"a forget spec is a string such as random:0.1 or class:3, got {forget!r}")
@@ -270,4 +271,4 @@ def audit_command(data: str = "digits", root: str | None = None, model: str | No
                f"--executor {executor}")
     paths = write_report(result, dataset, folder, command)
     return {"rows": [summary(r) for r in result["rows"]], **{k: str(v) for k, v in paths.items()},
-            "pool": result["pool"]}
+            "pool": result["pool"], "note": small_pool_note(result["pool"])}

@@ -24,13 +24,35 @@ import numpy as np  # noqa: E402
 from ..artifacts import atomic_write_text, finite_json, versions  # noqa: E402
 from ..data.images import ImageDataset, pixel_values  # noqa: E402
 from .pools import SANITY_ROWS  # noqa: E402
-from .statistics import CHALLENGE_EPSILON_CAP  # noqa: E402
+from .statistics import CHALLENGE_EPSILON_CAP, KLOM_BINS, KLOM_EPS  # noqa: E402
 
 EXPOSED = 8  # forget examples shown per method
 MARKDOWN_COLUMNS = (("method", "row"), ("auc", "U-LiRA AUC"), ("tpr_at_1pct_fpr", "TPR@1%"),
                     ("tpr_at_0p1pct_fpr", "TPR@0.1%"), ("epsilon", "mean ε"), ("forget_score", "F"),
                     ("klom", "KLOM p95"), ("klom_mean", "KLOM mean"), ("test_acc", "test acc"),
                     ("forget_acc", "forget acc"))
+
+
+# Fewer models per side (K/4) than this and ε and KLOM measure the pool's size more than the method, so every report
+# says so. Why 16 (K = 64): KLOM bins 2 × K/4 margins into KLOM_BINS = 20 bins, and with fewer samples than bins the
+# unlearned and oracle histograms mostly miss each other, so an example's KLOM is the eps ceiling ln(1/1e-5) = 11.5:
+# at K = 8 the p95 is that ceiling on every row, oracle vs oracle included, and at K = 16 it was still 10.9 on every
+# row of digits and MNIST; ε on 2 models per side is ~0 or 50 (oracle row ~33). At K = 64 (16 per side) the digits
+# rows separate and the oracle floor of ε is 1.6 (docs/audits.md, "Reading small pools"; docs/results/audit/).
+TRUSTED_PER_SIDE = 16
+
+
+def small_pool_note(pool: dict[str, Any]) -> str | None:
+    """One line saying that ε and KLOM cannot be trusted on this pool (`pool`: the plan's describe()), or None."""
+    per_side = pool["per_side"]
+    if per_side >= TRUSTED_PER_SIDE:
+        return None
+    ceiling = math.log(1 / KLOM_EPS)
+    return (f"note: a pool of {pool['models']} models has {per_side} per side for ε and KLOM, fewer than "
+            f"{TRUSTED_PER_SIDE} (--models {4 * TRUSTED_PER_SIDE}): too few to fill KLOM's {KLOM_BINS} bins or rank "
+            f"ε, so both read the pool's size (KLOM p95 near its ceiling {ceiling:.2f}, ε inflated, the oracle row "
+            f"included); read U-LiRA and compare every row with the oracle row, or audit with --models "
+            f"{4 * TRUSTED_PER_SIDE} or more.")
 
 
 # ------------------------------------------------------------------------------------------------ JSON, Markdown
@@ -55,11 +77,12 @@ def markdown_table(rows: list[dict]) -> str:
 def write_rows(result: dict[str, Any], folder: Path, command: str = "") -> dict[str, Path]:
     """rows.json (the summaries, the pool and the versions) and rows.md (a table) in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
+    note = small_pool_note(result["pool"])
     payload = {"command": command, "rows": [summary(r) for r in result["rows"]], "pool": result["pool"],
-               "versions": versions()}
+               "note": note, "versions": versions()}
     json_path, md_path = folder / "rows.json", folder / "rows.md"
     atomic_write_text(json_path, json.dumps(finite_json(payload), indent=2, default=str))
-    atomic_write_text(md_path, markdown_table(result["rows"]))
+    atomic_write_text(md_path, markdown_table(result["rows"]) + (f"\n{note}\n" if note else ""))
     return {"json": json_path, "markdown": md_path}
 
 
@@ -203,6 +226,9 @@ def write_report(result: dict[str, Any], dataset: ImageDataset, folder: Path, co
              f"{pool['n_train']} training examples; forget '{html.escape(pool['forget'])}': {pool['candidates']} "
              f"candidates, {min(pool['forget_per_member'])}–{max(pool['forget_per_member'])} forgotten per member; "
              f"{pool['per_side']} models per side for ε and KLOM.")
+    note = small_pool_note(pool)
+    if note:
+        facts += f"</p><p><b>{html.escape(note)}</b>"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>unlearnkit audit</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 7px;text-align:right}} td:first-child{{text-align:left}}

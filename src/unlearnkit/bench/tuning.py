@@ -69,7 +69,8 @@ def tune(config: BenchConfig, methods: list[str], seeds: list[int], runtime: Run
     """Search each method's space on each scenario, averaged over the tuning `seeds`, and keep the best trial
     per scenario and method among those within the scenario's budget (and its forget-accuracy limit, if any).
     When none qualifies, the one closest to qualifying is kept and flagged with what it misses, rather than
-    dropped (a method whose cost no setting changes, such as Fisher forgetting).
+    dropped (a method whose cost no setting changes, such as Fisher forgetting); such a flagged choice is reported
+    but never written to a bench or tuned-defaults file (`best_by_spec`, `write_bench_file`).
 
     `max_trials`: Optuna trials per scenario and method. `executor` runs the trainings and trials (default: in
     this process); `n_parallel` trials of each study are asked at once (default: one in this process, else
@@ -461,22 +462,39 @@ def _write(trials: list[dict], best: dict, out_dir: Path, seeds: list[int], max_
             lines.append(f"| {scenario} | {name} | `{json.dumps(r['hp'], sort_keys=True)}`{flag} | "
                          f"{r['relative']:.3f} | {r['avg_gap']:.2f} | {r['kl_forget']:.3f} | {r['cost_ratio']:.3f} | "
                          f"{count} |")
+    kept_out = unmet_line(best)
+    if kept_out:
+        lines += ["", kept_out]
     atomic_write_text(out_dir / "tuning.md", "\n".join(lines) + "\n")
 
 
+def unmet_line(best: dict) -> str | None:
+    """One line naming the choices that miss their scenario's limits, which are never written to a file."""
+    missed = [f"{scenario}/{name} ({'; '.join(r['unmet'])})" for scenario, methods in best.items()
+              for name, r in methods.items() if r.get("unmet")]
+    if not missed:
+        return None
+    return ("Not written to --write or --defaults-file, since no trial met the limits (any entry already there is "
+            "kept): " + ", ".join(missed) + ".")
+
+
 def best_by_spec(config: BenchConfig, best: dict) -> dict[str, dict[str, dict]]:
-    """{dataset: {forget spec: {method: hp}}} from the per-scenario winners, for tuned.yaml."""
+    """{dataset: {forget spec: {method: hp}}} from the per-scenario winners, for tuned.yaml; a winner that misses
+    the scenario's cost or forget-accuracy limit (flagged "unmet") is left out, so the file keeps what it had."""
     found: dict[str, dict[str, dict]] = {}
     for scenario in config.scenarios:
         for name, r in best.get(scenario.name, {}).items():
+            if r.get("unmet"):
+                continue
             found.setdefault(scenario.data, {}).setdefault(scenario.forget, {})[name] = r["hp"]
     return found
 
 
 def write_bench_file(path: Path, config: BenchConfig, best: dict, header: str) -> None:
-    """Store the chosen hyperparameters in a bench YAML file, each scenario's under `hyperparameters`."""
+    """Store the chosen hyperparameters in a bench YAML file, each scenario's under `hyperparameters`; a choice
+    that misses its limits (flagged "unmet") is not written, and the scenario keeps what it had."""
     raw = config.model_dump(exclude_defaults=True)
     for scenario in raw["scenarios"]:
-        chosen = {m: r["hp"] for m, r in best.get(scenario["name"], {}).items()}
+        chosen = {m: r["hp"] for m, r in best.get(scenario["name"], {}).items() if not r.get("unmet")}
         scenario["hyperparameters"] = {**scenario.get("hyperparameters", {}), **chosen}
     atomic_write_text(path, header + yaml.safe_dump(raw, sort_keys=False))

@@ -3,8 +3,8 @@
 Specs:
   random:0.1        a seeded random 10% of the training set
   class:3 / class:3,5   every training sample of those classes (indices or class names)
-  indices:FILE      explicit training indices from a .txt (whitespace or comma separated) or .npy file (or a
-                    boolean mask over the training set in a .npy)
+  indices:FILE      explicit training indices from a text file (.txt, .csv: whitespace- or comma-separated) or
+                    a 1-D .npy array (or a 1-D boolean mask over the training set in a .npy)
 
 In Python the forget set may also be given as the indices themselves (a deletion request's rows) or as a boolean
 mask over the training set; its spec then reads `indices:<K given>`.
@@ -184,14 +184,34 @@ def _classes(arg: str, labels: np.ndarray, names: list[str] | None) -> tuple[int
 def _indices(path: Path, n: int) -> np.ndarray:
     if not path.is_file():
         raise SplitError(f"indices file '{path}' does not exist")
+    if path.suffix == ".npy":
+        return _checked_indices(_npy_indices(path), n, f"indices file '{path}'")
     try:
-        if path.suffix == ".npy":
-            values = np.load(path, allow_pickle=False).reshape(-1)
-        else:
-            values = np.array([t for t in re.split(r"[\s,]+", path.read_text().strip()) if t], dtype=object)
-    except (ValueError, OSError) as exc:
+        values = np.array([t for t in re.split(r"[\s,]+", path.read_text().strip()) if t], dtype=object)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise SplitError(f"indices file '{path}' cannot be read: {exc}") from None
     return _checked_indices(values, n, f"indices file '{path}'")
+
+
+def _npy_indices(path: Path) -> np.ndarray:
+    """A .npy file's 1-D array of indices or boolean mask; anything else (not a .npy at all, an array of Python
+    objects, which would need unpickling and is never loaded, or more than one dimension) is one SplitError."""
+    expected = "expected a 1-D integer array of training indices or a 1-D boolean mask (np.save)"
+    try:
+        with open(path, "rb") as f:
+            is_npy = f.read(6) == b"\x93NUMPY"
+        if not is_npy:
+            raise SplitError(f"indices file '{path}' is not a readable .npy file of indices (no NumPy header); "
+                             f"{expected}, or a text file of indices")
+        values = np.load(path, allow_pickle=False)
+    except OSError as exc:
+        raise SplitError(f"indices file '{path}' cannot be read: {exc}") from None
+    except ValueError:  # an object array (allow_pickle=False refuses it) or a damaged header or body
+        raise SplitError(f"indices file '{path}' is not a readable .npy file of indices (damaged, or Python objects, "
+                         f"which are never unpickled); {expected}") from None
+    if values.ndim != 1:
+        raise SplitError(f"indices file '{path}' holds an array of shape {values.shape}; {expected}")
+    return values
 
 
 def _given_indices(spec) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Evaluate stored checkpoints: rebuild their dataset and split from the records, check they belong together."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..artifacts import Checkpoint, load_checkpoint
@@ -66,6 +67,30 @@ def unlearning_record(checkpoint: Checkpoint) -> dict | None:
     return None
 
 
+def unlike_oracle(model: Checkpoint, oracle: Checkpoint) -> list[str]:
+    """Notes where the oracle is not the model retrained as the evaluated one's original was: another model, or
+    another training recipe (the original's, found through the unlearned model's record where it is stored)."""
+    notes = []
+    def described(record: dict) -> dict:  # as stored: a record held in memory has tuples where JSON has lists
+        return json.loads(json.dumps({k: v for k, v in (record.get("model") or {}).items() if k != "ensemble"},
+                                     default=str))
+
+    mine, theirs = described(model.record), described(oracle.record)
+    if mine and theirs and mine != theirs:
+        notes.append(f"the oracle is another model ({theirs.get('name')} {theirs.get('options') or ''}) than the one "
+                     f"evaluated ({mine.get('name')} {mine.get('options') or ''}): it is not its retrained counterpart")
+    source = (model.record.get("original") or {}).get("path")
+    recipe = model.record.get("recipe")
+    if recipe is None and source and Path(source).is_dir():
+        recipe = load_checkpoint(source).record.get("recipe")
+    retrained = oracle.record.get("recipe")
+    if recipe and retrained and json.dumps(recipe, sort_keys=True) != json.dumps(retrained, sort_keys=True):
+        differ = sorted(k for k in recipe if recipe.get(k) != retrained.get(k))
+        notes.append(f"the oracle was trained with another recipe than the original ({', '.join(differ)} differ): "
+                     "the gaps and the speed-up compare unlike trainings")
+    return notes
+
+
 def evaluate_checkpoints(model: str | Path, oracle: str | Path, original: str | Path | None = None,
                          mia: str = "mia_entropy", runtime: Runtime | None = None, root: str | Path | None = None,
                          seed: int = 0, attacks: tuple[str, ...] | None = None) -> dict:
@@ -82,7 +107,7 @@ def evaluate_checkpoints(model: str | Path, oracle: str | Path, original: str | 
                       original=original_ck.load_model() if original_ck else None,
                       unlearn_record=unlearning_record(model_ck), oracle_record=oracle_ck.record,
                       mia=mia, attacks=attacks, seed=seed)
-    result["notes"] = notes + result["notes"]
+    result["notes"] = notes + unlike_oracle(model_ck, oracle_ck) + result["notes"]
     result["checkpoints"] = {"model": str(model_ck.path), "oracle": str(oracle_ck.path),
                              "original": str(original_ck.path) if original_ck else None}
     result["model_kind"] = model_ck.record.get("kind")
