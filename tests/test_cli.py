@@ -74,6 +74,14 @@ def test_forget_writes_the_unlearned_checkpoint_with_its_record(tmp_path):
                          / "record.json").read_text())
     assert record["unlearning"]["method"] == "ft" and record["unlearning"]["hyperparameters"]["epochs"] == 1
     assert record["split"]["forgotten_classes"] == [3] and record["original"]["key"]
+    # the same commands again are answered from the store, and say so
+    assert not original["reused"] and not out["reused"]
+    _, again = run("train", *FAST, "--json")
+    _, repeated = run("forget", "--model", original["checkpoint"], "--method", "ft", "--forget", "class:3",
+                      "--set", "epochs=1", "--json")
+    assert again["reused"] and again["checkpoint"] == original["checkpoint"] and repeated["reused"]
+    said = runner.invoke(app, ["train", *map(str, FAST)]).stdout
+    assert "found in the store (trained in" in said
 
 
 def test_forget_rejects_unknown_method_and_hyperparameter(tmp_path):

@@ -125,6 +125,7 @@ class Checkpoint:
     path: Path
     record: dict
     architecture: nn.Module | None = field(default=None, repr=False, compare=False)
+    reused: bool = field(default=False, compare=False)  # found in the store by its key, not computed by this call
 
     @property
     def model_spec(self) -> ModelSpec:

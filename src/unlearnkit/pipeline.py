@@ -162,6 +162,7 @@ def reusable(folder: Path, force: bool) -> Checkpoint | None:
     except CheckpointError as exc:
         problem = str(exc)
     if problem is None:
+        found.reused = True
         return found
     warnings.warn(f"the stored '{folder}' is damaged ({problem}): computing it again", stacklevel=2)
     return None

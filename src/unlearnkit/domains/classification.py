@@ -43,19 +43,22 @@ class Classification(Domain):
         record = checkpoint.record
         return {"checkpoint": str(checkpoint.path), "kind": kind, "task": self.name,
                 "train_acc": record["metrics"]["train_acc"], "test_acc": record["metrics"]["test_acc"],
-                "wall_time_s": record["wall_time_s"],
+                "wall_time_s": record["wall_time_s"], "reused": checkpoint.reused,
                 **({"forget_acc": record["metrics"]["forget_acc"], "split": record["split"]} if split else {})}
 
     def describe_training(self, result: dict) -> str:
+        took = (f"found in the store (trained in {result['wall_time_s']:.1f} s)" if result.get("reused")
+                else f"{result['wall_time_s']:.1f} s")
         return (f"{result['kind']} model: train acc {result['train_acc']:.2f}%, test acc {result['test_acc']:.2f}%, "
-                f"{result['wall_time_s']:.1f} s -> {result['checkpoint']}")
+                f"{took} -> {result['checkpoint']}")
 
     def forget(self, checkpoint, method, forget, seed, hyperparameters, runtime, store, force) -> dict:
         from ..pipeline import unlearn_checkpoint
 
         result = unlearn_checkpoint(checkpoint, method, forget, seed, hyperparameters, runtime, store, force)
         record = result.record
-        return {"checkpoint": str(result.path), "method": method, "task": self.name, **record["metrics"],
+        return {"checkpoint": str(result.path), "method": method, "task": self.name, "reused": result.reused,
+                **record["metrics"],
                 "wall_time_s": record["unlearning"]["wall_time_s"], "steps": record["unlearning"]["steps"],
                 "sample_passes": record["unlearning"]["sample_passes"], "split": record["split"],
                 "hyperparameters": record["unlearning"]["hyperparameters"], "verdict": record.get("verdict"),
@@ -63,7 +66,9 @@ class Classification(Domain):
 
     def describe_forget(self, out: dict) -> str:
         lines = [f"{out['method']}: forget acc {out['forget_acc']:.2f}%, remain acc {out['remain_acc']:.2f}%, "
-                 f"test acc {out['test_acc']:.2f}%, {out['wall_time_s']:.1f} s -> {out['checkpoint']}"]
+                 f"test acc {out['test_acc']:.2f}%, "
+                 + (f"found in the store (ran in {out['wall_time_s']:.1f} s)" if out.get("reused")
+                    else f"{out['wall_time_s']:.1f} s") + f" -> {out['checkpoint']}"]
         said = out.get("verdict")
         if said:
             b, a = said["before"], said["after"]
