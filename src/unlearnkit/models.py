@@ -69,6 +69,11 @@ def spec_for(name: str, dataset, **options) -> ModelSpec:
     return spec
 
 
+def trainable(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters a method may change, by name: those that require grad (frozen layers stay as they are)."""
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
 def classifier_layer(model: nn.Module) -> nn.Linear:
     """The final linear layer: `model.fc` for built-in models, else the last nn.Linear registered."""
     if isinstance(getattr(model, "fc", None), nn.Linear):

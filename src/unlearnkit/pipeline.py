@@ -25,7 +25,7 @@ from .data.datasets import DATASETS, load_dataset
 from .data.images import ImageDataset
 from .data.splits import ForgetSplit, check_split
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError
-from .models import Ensemble, ModelSpec, spec_for
+from .models import Ensemble, ModelSpec, spec_for, trainable
 from .runtime import Runtime, check_seed, seed_everything, warm_up
 from .training import accuracy, fit, resumed_seconds
 
@@ -63,7 +63,7 @@ def as_model(model, dataset: ImageDataset, who: str) -> ModelSpec | nn.Module:
     if not isinstance(model, (ModelSpec, nn.Module)):
         raise ConfigError(f"{who} takes a model name (see `unlearnkit models`), a ModelSpec (uk.spec_for) or an "
                           f"nn.Module, got {type(model).__name__}")
-    if isinstance(model, nn.Module) and not any(p.requires_grad for p in model.parameters()):
+    if isinstance(model, nn.Module) and not trainable(model):
         raise ConfigError(f"{who}: the module has no trainable parameters (none requires grad)")
     return model
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..config import TrainRecipe
 from ..data.images import DataView
+from ..models import trainable
 from ..runtime import Runtime
 from ..training import sgd_step_sizes
 
@@ -30,7 +31,7 @@ def top_hessian_eigenvalue(model: nn.Module, view: DataView, runtime: Runtime, b
     on Hessian-vector products (what PyHessian's `eigenvalues()` returns), model in eval mode."""
     was_training = model.training
     model.eval()
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = list(trainable(model).values())
     generator = torch.Generator().manual_seed(seed)
     positions = torch.randperm(len(view), generator=generator)[:batch_size]
     x, y = view.eval().batch(positions)

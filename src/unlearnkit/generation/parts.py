@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..models import trainable
 from ..unlearning.context import Batch, Context
 from ..unlearning.params import Field, Params
 from ..unlearning.parts import ForgetPart, RemainPart
@@ -106,7 +107,7 @@ class ReplayWithEWC(RemainPart):
         ctx.state["replay"] = (images[remaining].to(ctx.device), labels[remaining].to(ctx.device))
         chosen = torch.cat([torch.nonzero(labels == c).flatten()[: hp["fim_per_class"]] for c in classes])
         ctx.state["ewc_fisher"] = self.fisher(ctx, images[chosen].to(ctx.device), labels[chosen].to(ctx.device))
-        ctx.state["ewc_anchor"] = {n: p.detach().clone() for n, p in ctx.model.named_parameters() if p.requires_grad}
+        ctx.state["ewc_anchor"] = {n: p.detach().clone() for n, p in trainable(ctx.model).items()}
 
     def fisher(self, ctx: Context, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         task, hp, model = _diffusion(ctx), ctx.hp, ctx.model
@@ -114,7 +115,7 @@ class ReplayWithEWC(RemainPart):
         if not 1 <= k <= total:
             raise ConfigError(f"fim_timesteps must be in 1..{total}, got {k}")
         generator = torch.Generator().manual_seed(ctx.seed + 2)
-        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        params = trainable(model)
         fisher = {n: torch.zeros_like(p) for n, p in params.items()}
         was_training = model.training
         model.eval()

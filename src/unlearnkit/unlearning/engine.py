@@ -14,6 +14,7 @@ from ..config import TrainRecipe, as_recipe
 from ..data.images import DataView, ImageDataset
 from ..data.splits import ForgetSplit, check_split
 from ..errors import ConfigError, DivergenceError
+from ..models import trainable
 from ..registry import Registry
 from ..runtime import Runtime, check_seed, seed_everything, warm_up
 from .context import Context
@@ -96,7 +97,7 @@ def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data
     declared = methods.get(method)
     hp = declared.resolve(hyperparameters, split.spec)
     recipe = as_recipe(recipe, dataset.recipe)
-    if not any(p.requires_grad for p in model.parameters()):
+    if not trainable(model):
         raise ConfigError("the model to unlearn has no trainable parameters (none requires grad): unfreeze the "
                           "layers a method may change")
     broken = non_finite(model)

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..artifacts import content_key, weights_key
 from ..data.images import DataView
+from ..models import trainable
 from .context import Batch, Context
 
 _CACHE: dict[str, tuple[dict[str, Tensor], float, int]] = {}
@@ -29,7 +30,7 @@ def diagonal_fisher(ctx: Context, view: DataView, batch_size: int, clip: float =
                        "batch_size": batch_size, "augment": view.augment, "clip": clip, "task": ctx.task.cache_key(),
                        "seed": ctx.seed if view.augment else None,
                        # the parameters it holds: a Fisher of a partly frozen model lacks the frozen ones
-                       "trainable": sorted(n for n, p in ctx.model.named_parameters() if p.requires_grad)})
+                       "trainable": sorted(trainable(ctx.model))})
     if key in _CACHE:
         fisher, seconds, passes = _CACHE[key]
         ctx.reused_seconds += seconds
@@ -39,7 +40,7 @@ def diagonal_fisher(ctx: Context, view: DataView, batch_size: int, clip: float =
     model = ctx.model
     was_training = model.training
     model.eval()
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    params = trainable(model)
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     generator = torch.Generator().manual_seed(ctx.seed)
     batches, passes = 0, 0

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ..config import Schedule
 from ..errors import DivergenceError
+from ..models import trainable
 from ..training import make_optimizer, make_schedule
 from .calibration import CalibrationParams, budget_left, probe_reserve
 from .context import Batch, Context
@@ -68,7 +69,7 @@ class Stepper:
         settings = optimisation(ctx)
         ctx.state["optimisation"] = {**settings, "planned_steps": schedule_length}
         self.ctx, self.mask = ctx, mask
-        self.params = {n: p for n, p in ctx.model.named_parameters() if p.requires_grad}
+        self.params = trainable(ctx.model)
         self.optimizer = make_optimizer(self.params.values(), settings["optimizer"], settings["lr"],
                                         settings["momentum"], settings["weight_decay"])
         self.schedule = make_schedule(self.optimizer, ctx.hp["lr_schedule"], schedule_length)

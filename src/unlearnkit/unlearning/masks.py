@@ -6,6 +6,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from ..models import trainable
 from .context import Context
 from .fisher import diagonal_fisher
 from .geometry import optimisation
@@ -70,7 +71,7 @@ class GradientSaliencyMask(MaskPart):
         model = ctx.model
         was_training = model.training
         model.eval()
-        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        params = trainable(model)
         grads = {n: torch.zeros_like(p) for n, p in params.items()}
         for positions in torch.arange(len(ctx.forget)).split(optimisation(ctx)["batch_size"]):
             batch = ctx.batch(ctx.forget, positions)

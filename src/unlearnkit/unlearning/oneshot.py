@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..config import Schedule
 from ..data.images import DataView
 from ..errors import ConfigError
-from ..models import classifier_layer
+from ..models import classifier_layer, trainable
 from ..training import sgd_step_sizes
 from .calibration import StrengthParams
 from .context import Context
@@ -50,17 +50,13 @@ _CHUNK = 256  # batch size for gradient sums taken in eval mode, where it does n
 _EXACT_LIMIT = 2**28  # floats (1 GiB) the exact WoodFisher product may hold as per-sample gradients
 
 
-def _trainable(model: nn.Module) -> dict[str, Tensor]:
-    return {n: p for n, p in model.named_parameters() if p.requires_grad}
-
-
 def _flat(tensors) -> Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
 def _summed_gradient(ctx: Context, view: DataView, batch_size: int, train: bool) -> Tensor:
     """The flat gradient of sum_i l(x_i) over `view` at ctx.model's weights, in train or eval mode."""
-    params = list(_trainable(ctx.model).values())
+    params = list(trainable(ctx.model).values())
     total = torch.zeros(sum(p.numel() for p in params), device=ctx.device)
     for positions in torch.arange(len(view)).split(batch_size):
         batch = ctx.batch(view, positions)
@@ -72,7 +68,7 @@ def _summed_gradient(ctx: Context, view: DataView, batch_size: int, train: bool)
 
 def _per_sample_gradients(ctx: Context, view: DataView, positions: Tensor):
     """Flat gradients of l(x_i), one sample at a time, model in eval mode (the code's batch_size=1 loader)."""
-    params = list(_trainable(ctx.model).values())
+    params = list(trainable(ctx.model).values())
     for position in positions:
         batch = ctx.batch(view, position.reshape(1))
         loss = ctx.task.losses(ctx.task.forward(ctx, batch, train=False), batch).sum()
@@ -84,7 +80,7 @@ def _per_sample_gradients(ctx: Context, view: DataView, positions: Tensor):
 def _add_flat(model: nn.Module, delta: Tensor, mask: dict[str, Tensor] | None = None) -> None:
     """θ += delta (flat, in named_parameters order), multiplied by the mask where one is given."""
     start = 0
-    for name, p in _trainable(model).items():
+    for name, p in trainable(model).items():
         step = delta[start : start + p.numel()].view_as(p)
         p.add_(step * mask[name] if mask is not None and name in mask else step)
         start += p.numel()
@@ -148,7 +144,7 @@ class InfluenceStep(OneShot):
         hp = ctx.hp
         n_f, n_r = len(ctx.forget), len(ctx.remain)
         chosen = torch.randperm(n_r, generator=ctx.generator)[: hp["hessian_samples"]]
-        size = len(chosen) * sum(p.numel() for p in _trainable(ctx.model).values())
+        size = len(chosen) * sum(p.numel() for p in trainable(ctx.model).values())
         if hp["woodfisher"] == "exact" and size > _EXACT_LIMIT:
             raise ConfigError(f"woodfisher='exact' would hold {len(chosen)} gradients of the model "
                               f"({size * 4 / 2**30:.1f} GiB): lower hessian_samples or use woodfisher='code'")
@@ -170,7 +166,7 @@ def expected_fisher(ctx: Context, view: DataView, batch_size: int, samples: int 
     the minibatch-mean loss with all labels set to y, weighted by the batch-mean predicted probability of y;
     averaged over minibatches. One forward and C backward passes per minibatch (counted as C passes). With
     `samples`, over a seeded random subset of that many (an expectation, estimated from fewer terms)."""
-    params = _trainable(ctx.model)
+    params = trainable(ctx.model)
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     batches = 0
     positions_all = torch.arange(len(view))
@@ -225,7 +221,7 @@ class FisherNoise(OneShot):
         head = {id(p) for p in classifier_layer(ctx.model).parameters()}
         forgotten = sorted(set(ctx.forget.labels.tolist()) - set(ctx.remain.labels.tolist()))
         with torch.no_grad():
-            for name, p in _trainable(ctx.model).items():
+            for name, p in trainable(ctx.model).items():
                 in_head = id(p) in head
                 var = (1.0 / (fisher[name] + 1e-8)).clamp(max=1e2 if in_head else 1e3) * alpha
                 if p.ndim > 1:
@@ -272,7 +268,7 @@ def dampen(model: nn.Module, mask: dict[str, Tensor], forget: dict[str, Tensor],
            dampening: float) -> None:
     """Selected parameters are multiplied by β = min(λ I_D / I_f, 1); the others stay as they are."""
     with torch.no_grad():
-        for name, p in _trainable(model).items():
+        for name, p in trainable(model).items():
             if name in mask:
                 beta = (dampening * whole[name] / forget[name]).clamp(max=1.0)
                 p.copy_(torch.where(mask[name].bool(), p * beta, p))
@@ -338,7 +334,7 @@ class SingleGradient(OneShot):
         if hp["gradient_at"] == "initial":
             seed = ctx.seed if hp["init_seed"] is None else hp["init_seed"]
             # A frozen parameter is not trained, so its w_0 is the value it holds (a pretrained layer's, say).
-            frozen = {n for n, p in ctx.model.named_parameters() if not p.requires_grad}
+            frozen = {n for n, _ in ctx.model.named_parameters()} - set(trainable(ctx.model))
             initial = fresh_copy(ctx.model, seed).state_dict()
             ctx.model.load_state_dict({k: trained[k] if k in frozen else v for k, v in initial.items()})
         gradient = _summed_gradient(ctx, ctx.forget, batch_size, train=True)
