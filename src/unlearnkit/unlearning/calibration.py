@@ -166,6 +166,11 @@ def probe_reserve(ctx: Context) -> float:
     return (ctx.hp["checks"] + 2 + ctx.hp["refine"]) * per_check / 3
 
 
+def snapshot(model: torch.nn.Module) -> dict:
+    """A copy of the model's weights and buffers now, to rewind to or bisect from."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def _between(start: dict, end: dict, t: float) -> dict:
     """Weights t of the way from `start` to `end` (integer buffers, such as BatchNorm's step count, from `end`)."""
     return {k: torch.lerp(start[k], end[k], t) if end[k].is_floating_point() else end[k] for k in end}
@@ -304,7 +309,7 @@ class Calibrator:
             return 100 * self._probe(ctx, view)[1].float().mean().item()
 
         if name not in self.whole_at_start:
-            now = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+            now = snapshot(ctx.model)
             ctx.model.load_state_dict(self.initial)
             self.whole_at_start[name] = accuracy()
             ctx.model.load_state_dict(now)
@@ -362,7 +367,7 @@ class Calibrator:
                            f"{len(self.heldout_whole)} held-out samples)")
             if check.met and self.damaged is None and self.previous is not None:
                 # Kept aside for a run that then ends without the target (`_use_fallback`).
-                self.damaged = (self.previous, {k: v.detach().clone() for k, v in ctx.model.state_dict().items()},
+                self.damaged = (self.previous, snapshot(ctx.model),
                                 check, damage, good.step)
             if not last and self._back_off(ctx, damage):
                 return False
@@ -398,7 +403,7 @@ class Calibrator:
             self.good_growth = max(self.good_growth, self.growth)
             if not last:
                 self._grow(check)
-        self.good, self.previous = check, {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        self.good, self.previous = check, snapshot(ctx.model)
         if step == 0:
             self.initial = self.previous
         if last:
@@ -523,7 +528,7 @@ class Calibrator:
     def _bisect(self, ctx: Context, step: int, beyond) -> tuple[float, float, dict, dict]:
         """Bisect (`refine` halvings) the straight line from the last good check's weights (0) to the current ones
         (1) for where `beyond(check)` turns true; returns the bracket (low, high) and the two ends."""
-        start, end = self.previous, {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        start, end = self.previous, snapshot(ctx.model)
         low, high = 0.0, 1.0
         for _ in range(self.hp["refine"]):
             middle = (low + high) / 2
@@ -544,7 +549,7 @@ class Calibrator:
             self.events.append(f"the stretch before the damage at step {reached.step} was not searched: the budget "
                                "left does not pay for it")
             return False
-        ending_weights = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        ending_weights = snapshot(ctx.model)
         low, high, found = 0.0, 1.0, None
         for _ in range(self.hp["refine"]):
             middle = (low + high) / 2
@@ -649,7 +654,7 @@ class Calibrator:
         probes decide alone), for a set its probe already covers, and where the run kept its start."""
         if not self.hp["calibrate"] or self.hp["damage_z"] == 0 or self.initial is None:
             return
-        kept = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        kept = snapshot(ctx.model)
         if all(torch.equal(kept[k], self.initial[k]) for k in kept):
             return
         sets, skipped = {}, []

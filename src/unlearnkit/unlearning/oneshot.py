@@ -22,7 +22,7 @@ from ..data.images import DataView
 from ..errors import ConfigError
 from ..models import classifier_layer, trainable
 from ..training import sgd_step_sizes
-from .calibration import StrengthParams
+from .calibration import StrengthParams, snapshot
 from .context import Context
 from .fisher import diagonal_fisher
 from .forgetting import fresh_copy
@@ -37,9 +37,9 @@ class OneShot(Procedure):
     multiple of it to keep, `Calibrator.strength`), so that the method's own scale transfers across problems."""
 
     def run(self, ctx: Context, method, mask) -> None:
-        before = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        before = snapshot(ctx.model)
         self.edit(ctx, method, mask)
-        after = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        after = snapshot(ctx.model)
         ctx.total_steps = 1
         ctx.calibrator(1).strength(ctx, before, after)
 
