@@ -71,9 +71,12 @@ class Runtime:
 
 
 def check_seed(seed, who: str) -> int:
-    """A seed as a Python int (a bool or a string would be hashed or formatted into keys and fail far away)."""
+    """A seed as a Python int (a bool or a string would be hashed or formatted into keys and fail far away), and
+    never negative (numpy's generators refuse one, and the CLI refuses it everywhere)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ConfigError(f"{who}'s seed must be an integer, got {seed!r}")
+    if seed < 0:
+        raise ConfigError(f"{who}'s seed must be >= 0, got {seed}")
     return int(seed)
 
 

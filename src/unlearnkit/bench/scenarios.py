@@ -51,6 +51,16 @@ class BenchConfig(BaseModel):
             raise ValueError(f"at least one {info.field_name.removesuffix('s')} is needed")
         return values
 
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int]) -> list[int]:
+        # A negative seed fails deep in numpy; a repeated one would count one seed's cells twice in every mean and std.
+        if any(seed < 0 for seed in seeds):
+            raise ValueError(f"seeds must be >= 0, got {seeds}")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"a seed is listed twice: {seeds}")
+        return seeds
+
 
 def load_bench_config(path: str | Path | None = None) -> BenchConfig:
     """Read a bench YAML file (the embedded digits bench when `path` is None). A relative `root` is read

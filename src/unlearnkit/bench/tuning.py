@@ -38,7 +38,7 @@ from ..errors import ConfigError, DivergenceError
 from ..evaluation.protocol import evaluate
 from ..executor import Executor, InProcess, Job
 from ..progress import task
-from ..runtime import Runtime
+from ..runtime import Runtime, check_seed
 from ..unlearning.engine import unlearn
 from ..unlearning.methods import METHODS
 from .runner import NOTHING_DONE, References, Setup, cached_cell, check_threads, checked_scenarios, reference_models
@@ -76,13 +76,19 @@ def tune(config: BenchConfig, methods: list[str], seeds: list[int], runtime: Run
     this process); `n_parallel` trials of each study are asked at once (default: one in this process, else
     enough to fill the executor's CPUs). `provided` maps scenario names to a user's own (dataset, model spec,
     recipe), as in the bench. Returns the chosen trials ("best"), every trial ("trials") and `out_dir`."""
+    if not seeds:
+        raise ConfigError("tuning needs at least one seed")
+    seeds = [check_seed(seed, "tune()") for seed in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"tuning seeds list a seed twice: {seeds}")
     reported = sorted(set(seeds) & set(config.seeds))
     if reported:
         raise ConfigError(f"tuning seed(s) {reported} are among the bench's reported seeds {config.seeds}: use others")
-    if not seeds:
-        raise ConfigError("tuning needs at least one seed")
-    if max_trials < 1:
-        raise ConfigError(f"max_trials must be at least 1, got {max_trials}")
+    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
+        raise ConfigError(f"max_trials must be a whole number of at least 1, got {max_trials!r}")
+    # A budget of no compute (or a negative one) keeps no trial: every choice would be flagged, none written.
+    if isinstance(max_cost, bool) or not isinstance(max_cost, (int, float)) or not max_cost > 0:
+        raise ConfigError(f"max_cost must be a share of retraining's compute > 0, got {max_cost!r}")
     if n_parallel is not None and n_parallel < 1:
         raise ConfigError(f"n_parallel must be at least 1, got {n_parallel}")
     spaces = {(s.name, name): checked_space(s, name) for s in config.scenarios for name in methods}

@@ -104,6 +104,8 @@ def make_split(spec, data, seed: int = 0, classes: list[str] | None = None) -> F
     given = None if isinstance(spec, str) else _given_indices(spec)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise SplitError(f"the split's seed must be an integer, got {seed!r}")
+    if seed < 0:  # numpy's generator would fail with a bare ValueError
+        raise SplitError(f"the split's seed must be >= 0, got {seed}")
     dataset = data if hasattr(data, "train_labels") else None
     if dataset is None and (data is None or isinstance(data, (str, bytes))):
         raise SplitError(f"make_split needs a dataset (or its training labels), got {data!r}")
