@@ -179,6 +179,21 @@ def test_a_second_audit_finds_the_whole_pool_in_the_store_which_pipeline_train_s
     assert str(found.path) == first["jobs"]["original"][3]["checkpoint"]
 
 
+@pytest.mark.parametrize("kind", ["original", "ft"])
+def test_damaged_stored_statistics_are_computed_again_not_read(tmp_path, kind):
+    data = synthetic_dataset()
+    spec, runtime = mlp(data, 8), Runtime.create("cpu", 1)
+    kwargs = dict(models=K, seed=1, executor="local", store=tmp_path, runtime=runtime, vectorised=False)
+    first = run_audit(data, spec, TINY_RECIPE, "random:0.3", ["ft"], **kwargs)
+    path = first["jobs"][kind][2]["statistics"]
+    with open(path, "r+b") as f:  # a file cut short, as by a full disk or a hand edit
+        f.truncate(50)
+    with pytest.warns(UserWarning, match="are damaged .*: computing them again"):
+        again = run_audit(data, spec, TINY_RECIPE, "random:0.3", ["ft"], **kwargs)
+    assert again["jobs"][kind][2]["computed"]
+    assert [summary(r) for r in again["rows"]] == [summary(r) for r in first["rows"]]
+
+
 def test_a_vectorised_pool_is_keyed_apart_from_per_member_training(tmp_path):
     data = synthetic_dataset()
     spec, runtime = mlp(data, 8), Runtime.create("cpu", 1)

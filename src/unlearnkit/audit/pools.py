@@ -26,6 +26,8 @@ compare against; they are kept as .npz files under `<store>/audit/statistics/`, 
 from __future__ import annotations
 
 import time
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ from .vectorised import pool_is_vectorisable, train_pool
 ORACLE, ORIGINAL = "oracle", "original"
 SANITY_ROWS = (ORACLE, ORIGINAL)  # the pool's own kinds, which every audit reports beside the methods
 STATISTICS_VERSION = 1  # bump when model_statistics changes what it stores
+STATISTICS = ("phi", "phi_challenge", "margin", "correct", "test_acc")  # what model_statistics stores
 CHALLENGE_GUARD = 1e-45  # the challenge's metric.py computes phi with this guard (see statistics.logit_confidence)
 _HALF_STREAM, _SEED_STREAM = 1, 2  # separate random streams for the halves and the members' seeds
 
@@ -226,6 +229,22 @@ def load_statistics(path: str | Path) -> dict[str, np.ndarray]:
         return {name: stored[name] for name in stored.files}
 
 
+def stored_statistics(path: Path) -> bool:
+    """Whether statistics are stored at `path` and can be read back: a damaged or hand-edited file is computed
+    again, with a warning, rather than failing the audit once every job has run."""
+    if not path.exists():
+        return False
+    try:
+        missing = set(STATISTICS) - set(load_statistics(path))
+        problem = f"no {', '.join(sorted(missing))}" if missing else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        problem = str(exc) or type(exc).__name__
+    if problem is None:
+        return True
+    warnings.warn(f"the stored statistics '{path}' are damaged ({problem}): computing them again", stacklevel=2)
+    return False
+
+
 def _statistics_of_checkpoint(checkpoint_key: str, kind: str, dataset: ImageDataset, store: Path) -> Path:
     """Statistics of a stored model are keyed on the model's key and the data they are computed on."""
     return statistics_path(store, kind, content_key({"model": checkpoint_key, "data": dataset.fingerprint,
@@ -306,7 +325,7 @@ def _member_result(checkpoint, k: int, kind: str, dataset: ImageDataset, runtime
                    trained: bool) -> dict[str, Any]:
     key = checkpoint.record["key"]
     path = _statistics_of_checkpoint(key, kind, dataset, store)
-    computed = not path.exists()
+    computed = not stored_statistics(path)
     if computed:
         values = model_statistics(checkpoint.load_model().to(runtime.device), dataset, runtime)
         if not finite(values):
@@ -332,7 +351,7 @@ def unlearn_member(dataset: ImageDataset, spec: ModelSpec, recipe: TrainRecipe, 
                        "statistics": STATISTICS_VERSION})
     path = statistics_path(store, f"unlearned-{method}", key)
     result = {"k": k, "kind": method, "key": key, "statistics": str(path), "trained": False, "computed": False}
-    if path.exists():
+    if stored_statistics(path):
         return result
     model = load_checkpoint(original["checkpoint"]).load_model()
     try:
