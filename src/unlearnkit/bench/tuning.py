@@ -86,9 +86,9 @@ def tune(config: BenchConfig, methods: list[str], seeds: list[int], runtime: Run
         raise ConfigError(f"tuning seed(s) {reported} are among the bench's reported seeds {config.seeds}: use others")
     if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
         raise ConfigError(f"max_trials must be a whole number of at least 1, got {max_trials!r}")
-    # A budget of no compute (or a negative one) keeps no trial: every choice would be flagged, none written.
-    if isinstance(max_cost, bool) or not isinstance(max_cost, (int, float)) or not max_cost > 0:
-        raise ConfigError(f"max_cost must be a share of retraining's compute > 0, got {max_cost!r}")
+    # A negative budget keeps no trial: every choice would be flagged and none written, with no word of why.
+    if isinstance(max_cost, bool) or not isinstance(max_cost, (int, float)) or not max_cost >= 0:
+        raise ConfigError(f"max_cost must be a share of retraining's compute, >= 0, got {max_cost!r}")
     if n_parallel is not None and n_parallel < 1:
         raise ConfigError(f"n_parallel must be at least 1, got {n_parallel}")
     spaces = {(s.name, name): checked_space(s, name) for s in config.scenarios for name in methods}
