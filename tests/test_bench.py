@@ -97,6 +97,24 @@ def test_changed_hyperparameters_recompute_their_cell(tmp_path, runtime, monkeyp
     assert ran == ["ft"]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "a list", "metrics of another type"])
+def test_a_damaged_stored_cell_is_computed_again_not_read(tmp_path, runtime, monkeypatch, damage):
+    config = BenchConfig(**{**TINY, "methods": ["ft"], "scenarios": TINY["scenarios"][:1]})
+    first = bench(config, runtime, tmp_path / "out")
+    cell = runner.cell_path(tmp_path / "out", "r20", 0, "ft")
+    text = cell.read_text()
+    cell.write_text({"truncated": text[:40], "a list": "[]",
+                     "metrics of another type": json.dumps({**json.loads(text), "metrics": "edited"})}[damage])
+    ran, real = [], runner.unlearn
+    monkeypatch.setattr(runner, "unlearn", lambda *a, **k: ran.append(a[2]) or real(*a, **k))
+    with pytest.warns(UserWarning, match="stored cell .* is damaged .*: computing it again"):
+        again = bench(config, runtime, tmp_path / "out")
+    stored, before = json.loads(cell.read_text()), json.loads(text)
+    assert ran == ["ft"] and stored["key"] == before["key"]
+    assert stored["metrics"]["avg_gap"] == before["metrics"]["avg_gap"]  # the same cell, but for its wall time
+    assert [r["avg_gap"] for r in again["summary"]["r20"]] == [r["avg_gap"] for r in first["summary"]["r20"]]
+
+
 def test_embedded_bench_and_scenario_files_parse(tmp_path):
     config = load_bench_config()
     assert [s.forget for s in config.scenarios] == ["random:0.1", "random:0.5", "class:3"] and config.seeds == [0, 1, 2]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -266,14 +267,29 @@ def cached_cell(out_dir: Path, scenario: str, seed: int, name: str, identity: di
     key = content_key(identity)
     path = cell_path(out_dir, scenario, seed, name)
     if path.exists():
-        stored = json.loads(path.read_text())
-        if stored.get("key") == key:
+        stored = _stored_cell(path)
+        if stored is not None and stored.get("key") == key:
             return Cell(scenario, seed, name, stored["metrics"])
     metrics = finite_json(compute())
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({"key": key, "scenario": scenario, "seed": seed, "row": name,
                                         "metrics": metrics}, indent=1))
     return Cell(scenario, seed, name, metrics)
+
+
+def _stored_cell(path: Path) -> dict | None:
+    """A stored cell as written, or None (with a warning) when it cannot be: a truncated or hand-edited file is
+    computed again rather than ending the bench or entering its tables."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        problem = f"unreadable: {exc}"
+    else:
+        if isinstance(stored, dict) and isinstance(stored.get("metrics"), dict):
+            return stored
+        problem = "not a cell with its metrics"
+    warnings.warn(f"the stored cell '{path}' is damaged ({problem}): computing it again", stacklevel=3)
+    return None
 
 
 def reference_cost(record: dict | None) -> dict:
