@@ -1,5 +1,6 @@
 """Nothing broken is returned from the store as a success: a stored model whose weights file is damaged or
 changed, or whose split is missing, is computed again; a damaged original is refused as the start of unlearning."""
+import json
 import shutil
 
 import pytest
@@ -9,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from unlearnkit.artifacts import load_checkpoint
 from unlearnkit.config import TrainRecipe
 from unlearnkit.data import load_dataset, make_split
-from unlearnkit.errors import CheckpointError
+from unlearnkit.errors import CheckpointError, SplitError
 from unlearnkit.models import spec_for
 from unlearnkit.pipeline import train, unlearn_checkpoint
 
@@ -81,3 +82,32 @@ def test_an_oracle_of_another_recipe_or_model_is_noted_in_the_evaluation(runtime
     assert not any("the oracle" in note for note in notes["right"])
     assert any("another recipe than the original (epochs differ)" in note for note in notes["shorter"])
     assert any("the oracle is another model" in note for note in notes["other"])
+
+
+def test_an_oracle_whose_split_is_damaged_is_trained_again_and_loading_it_says_so(tiny_data, runtime):
+    spec = spec_for("mlp", tiny_data, hidden=(16,))
+    split = make_split("class:2", tiny_data)
+    oracle = train(tiny_data, spec, RECIPE, seed=0, split=split, runtime=runtime)
+    path = oracle.path / "split.npz"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(SplitError, match="split file .*split.npz' is damaged"):
+        load_checkpoint(oracle.path).split
+    with pytest.warns(UserWarning, match="split.npz' is damaged .*: computing it again"):
+        again = train(tiny_data, spec, RECIPE, seed=0, split=split, runtime=runtime)
+    assert again.split == split
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda record: [record], "record.json is corrupt \\(a JSON list, not an object\\)"),
+    (lambda record: {**record, "model": "mlp"}, "'model' is str, not a mapping"),
+])
+def test_a_hand_edited_record_is_one_clear_error_and_never_reused(tiny_data, runtime, edit, message):
+    spec = spec_for("mlp", tiny_data, hidden=(16,))
+    original = train(tiny_data, spec, RECIPE, seed=0, runtime=runtime)
+    record = original.path / "record.json"
+    record.write_text(json.dumps(edit(json.loads(record.read_text()))))
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(original.path).load_model()
+    with pytest.warns(UserWarning, match="is damaged .*: computing it again"):
+        again = train(tiny_data, spec, RECIPE, seed=0, runtime=runtime)
+    assert not again.reused and again.damage() is None

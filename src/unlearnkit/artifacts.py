@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .data.splits import ForgetSplit
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, SplitError
 from .models import ModelSpec
 
 WEIGHTS, RECORD, SPLIT = "model.safetensors", "record.json", "split.npz"
@@ -129,12 +129,16 @@ class Checkpoint:
 
     @property
     def model_spec(self) -> ModelSpec:
-        if str(self.record.get("model", {}).get("name", "")).startswith("custom:"):
+        described = self.record.get("model")
+        if not isinstance(described, dict):
+            raise CheckpointError(f"checkpoint '{self.path}' has no usable model description in {RECORD}: "
+                                  f"'model' is {type(described).__name__}, not a mapping")
+        if str(described.get("name", "")).startswith("custom:"):
             raise CheckpointError(f"checkpoint '{self.path}' holds a custom model: "
                                   "pass the module to load_model(model)")
         try:
-            return ModelSpec(**self.record["model"])
-        except (KeyError, TypeError) as exc:
+            return ModelSpec(**described)
+        except TypeError as exc:
             raise CheckpointError(f"checkpoint '{self.path}' has no usable model description "
                                   f"in {RECORD}: {exc}") from None
 
@@ -151,8 +155,11 @@ class Checkpoint:
         return model
 
     def damage(self) -> str | None:
-        """Why this stored checkpoint cannot be reused (an unreadable or changed weights file, a missing split),
-        or None: a store lookup that finds it damaged computes it again instead of returning it."""
+        """Why this stored checkpoint cannot be reused (an unreadable or changed weights file, a record without its
+        model description, a missing or damaged split), or None: a store lookup that finds it damaged computes it
+        again instead of returning it."""
+        if not isinstance(self.record.get("model"), dict):
+            return f"its {RECORD} has no model description"
         try:
             state = load_file(str(self.path / WEIGHTS))
         except (SafetensorError, OSError, ValueError) as exc:
@@ -163,6 +170,11 @@ class Checkpoint:
             return f"its weights are not those its {RECORD} was written for"
         if self.record.get("split") and not (self.path / SPLIT).is_file():
             return f"its {SPLIT} is missing"
+        if (self.path / SPLIT).is_file():
+            try:
+                ForgetSplit.load(self.path / SPLIT)
+            except SplitError as exc:
+                return str(exc)
         return None
 
     @property
@@ -208,6 +220,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint '{path}' has no {RECORD}") from None
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"checkpoint '{path}': {RECORD} is corrupt ({exc})") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"checkpoint '{path}': {RECORD} is corrupt (a JSON {type(record).__name__}, not an "
+                              "object)")
     return Checkpoint(path, record)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,9 +73,12 @@ class ForgetSplit:
 
     @classmethod
     def load(cls, path: Path) -> "ForgetSplit":
-        with np.load(path) as f:
-            meta = json.loads(str(f["meta"]))
-            return cls(meta["spec"], meta["seed"], f["forget"], f["remain"], tuple(meta["forgotten_classes"]))
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                meta = json.loads(str(f["meta"]))
+                return cls(meta["spec"], meta["seed"], f["forget"], f["remain"], tuple(meta["forgotten_classes"]))
+        except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+            raise SplitError(f"split file '{path}' is damaged ({str(exc) or type(exc).__name__})") from None
 
 
 def check_split(split, dataset, who: str):
