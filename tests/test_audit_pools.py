@@ -272,5 +272,9 @@ def test_audit_command_writes_the_report_into_the_store(tmp_path):
     assert [r["method"] for r in result["rows"]] == ["ft", "oracle", "original"]
     for name in ("report", "markdown", "json"):
         assert os.path.isfile(result[name]) and os.path.dirname(result[name]).startswith(str(tmp_path / "audit"))
+    stored = json.loads(open(result["json"]).read())  # the record says how to make it again
+    assert stored["command"].startswith("unlearnkit audit --data digits --model mlp --epochs 1 --forget class:3")
+    assert stored["config"]["model"]["name"] == "mlp" and stored["config"]["recipe"]["epochs"] == 1
+    assert stored["config"]["hyperparameters"]["ft"]["lr_scale"] and stored["config"]["compute"]["threads"] == 1
     with pytest.raises(ConfigError, match="models must be a multiple of 4"):
         audit_command("digits", models=6, store=tmp_path)

@@ -255,6 +255,7 @@ def _cli_cases():
         ("forget negative seed", ["forget", "--model", "{original}", "--forget", "class:3", "--seed", "-1"],
          "--seed must be >= 0, got -1", None),
         ("audit negative seed", ["audit", "--seed", "-1"], "--seed must be >= 0, got -1", None),
+        ("audit of no epochs", ["audit", "--epochs", "0"], "epochs: Input should be greater than 0", None),
         ("erase negative seed", ["erase", "--model-dir", f"{f}/conf.d", "--concept", "x", "--out", f"{f}/erased",
                                  "--seed", "-1"], "--seed must be >= 0, got -1", None),
         ("bench negative seed", ["bench", "--seeds", "0,-1"], "--seeds must be >= 0, got -1", None),

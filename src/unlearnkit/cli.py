@@ -452,7 +452,8 @@ def audit(data: str = DataOpt, root: Optional[str] = RootOpt, model: Optional[st
 
     check_seed(seed)
     result = audit_command(data, root, model, forget_spec, methods_, models_, seed, executor, address, cpus_per_job,
-                           gpus_per_job, store, device, threads, recipe={"epochs": epochs} if epochs else None)
+                           gpus_per_job, store, device, threads,
+                           recipe={"epochs": epochs} if epochs is not None else None)
     rows = result["rows"]
     lines = [f"{'row':<14}{'AUC':>7}{'TPR@1%':>9}{'TPR@0.1%':>10}{'mean ε':>9}{'KLOM p95':>10}"]
     lines += [f"{r['method']:<14}{r['auc']:>7.3f}{r['tpr_at_1pct_fpr']:>9.3f}{r['tpr_at_0p1pct_fpr']:>10.3f}"

@@ -206,7 +206,8 @@ def run_audit(dataset: ImageDataset, model_spec: ModelSpec, recipe: TrainRecipe 
     Returns {"rows": every method's row, then "oracle" and "original" (see `audit_row`; `report.summary` strips
     the arrays), "pool": the plan and the members' keys, "paths": models and statistics, "key": the audit's content
     key, "plan": the PoolPlan, "jobs": each kind's job results, with "trained" and "computed" flags saying what
-    this call trained and computed rather than found}.
+    this call trained and computed rather than found, "config": the data, model, recipe, every method's resolved
+    hyperparameters and the compute it ran with}.
     """
     if not isinstance(forget, str):
         raise ConfigError(f"a forget spec is a string such as random:0.1 or class:3, got {forget!r}")
@@ -225,8 +226,10 @@ def run_audit(dataset: ImageDataset, model_spec: ModelSpec, recipe: TrainRecipe 
             else audit_row(name, pool.statistics[name], pool.statistics["oracle"], plan) for name in checked]
     rows += [audit_row(name, pool.statistics[name], pool.statistics["oracle"], plan) for name in SANITY_ROWS]
     key = audit_key(dataset, model_spec, recipe, plan, checked, runtime)
+    config = {"data": dataset.describe(), "model": model_spec.describe(), "recipe": recipe.model_dump(),
+              "hyperparameters": {m: hp for m, (_, hp) in checked.items()}, "compute": runtime.identity()}
     return {"rows": rows, "pool": pool.describe(), "paths": {"store": str(store), **pool.paths()}, "key": key,
-            "plan": plan, "jobs": pool.results}
+            "plan": plan, "jobs": pool.results, "config": config}
 
 
 def audit_key(dataset: ImageDataset, spec: ModelSpec, recipe: TrainRecipe, plan: PoolPlan,
@@ -261,14 +264,16 @@ def audit_command(data: str = "digits", root: str | None = None, model: str | No
     store = writable_store(store)
     dataset = load_dataset(data, root)
     spec = spec_for(model or DATASETS.get(data).default_model, dataset)
+    given = {"--root": root, "--model": model, "--epochs": (recipe or {}).get("epochs")}  # for the command line
     recipe = DATASETS.get(data).recipe.with_overrides(recipe or {})
     with make_executor(executor, address, cpus_per_job, gpus_per_job, threads) as runner:
         result = run_audit(dataset, spec, recipe, forget, methods, models, seed, runner, store, runtime,
                            hyperparameters)
     folder = Path(store) / "audit" / result["key"]
-    command = (f"unlearnkit audit --data {data} --forget {forget} --methods "
-               f"{methods if isinstance(methods, str) else ','.join(methods)} --models {models} --seed {seed} "
-               f"--executor {executor}")
+    command = " ".join([f"unlearnkit audit --data {data}", *(f"{flag} {value}" for flag, value in given.items()
+                                                             if value is not None),
+                        f"--forget {forget} --methods {methods if isinstance(methods, str) else ','.join(methods)} "
+                        f"--models {models} --seed {seed} --executor {executor}"])
     paths = write_report(result, dataset, folder, command)
     return {"rows": [summary(r) for r in result["rows"]], **{k: str(v) for k, v in paths.items()},
             "pool": result["pool"], "note": small_pool_note(result["pool"])}

@@ -75,11 +75,11 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def write_rows(result: dict[str, Any], folder: Path, command: str = "") -> dict[str, Path]:
-    """rows.json (the summaries, the pool and the versions) and rows.md (a table) in `folder`."""
+    """rows.json (the summaries, the configuration, the pool and the versions) and rows.md (a table) in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     note = small_pool_note(result["pool"])
-    payload = {"command": command, "rows": [summary(r) for r in result["rows"]], "pool": result["pool"],
-               "note": note, "versions": versions()}
+    payload = {"command": command, "rows": [summary(r) for r in result["rows"]], "config": result.get("config"),
+               "pool": result["pool"], "note": note, "versions": versions()}
     json_path, md_path = folder / "rows.json", folder / "rows.md"
     atomic_write_text(json_path, json.dumps(finite_json(payload), indent=2, default=str))
     atomic_write_text(md_path, markdown_table(result["rows"]) + (f"\n{note}\n" if note else ""))
