@@ -255,12 +255,14 @@ def test_in_process_and_ray_give_identical_rows(tmp_path):
     ({"forget": "everything"}, "forget spec 'everything' is malformed"),
     ({"forget": 0.1}, "a forget spec is a string"),
     ({"forget": "random:0.01"}, "nothing to forget"),
+    ({"spec": torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))},
+     "the audit trains its pool from a ModelSpec"),
 ])
 def test_bad_inputs_are_one_line_config_errors_before_any_training(change, message, tmp_path):
     data = synthetic_dataset()
-    kwargs = {"forget": "random:0.3", "methods": ["ft"], "models": K, "seed": 0, **change}
+    kwargs = {"forget": "random:0.3", "methods": ["ft"], "models": K, "seed": 0, "spec": mlp(data, 8), **change}
     with pytest.raises(ConfigError) as caught:
-        run_audit(data, mlp(data, 8), TINY_RECIPE, kwargs.pop("forget"), kwargs.pop("methods"), store=tmp_path,
+        run_audit(data, kwargs.pop("spec"), TINY_RECIPE, kwargs.pop("forget"), kwargs.pop("methods"), store=tmp_path,
                   **kwargs)
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert not (tmp_path / "models").exists()

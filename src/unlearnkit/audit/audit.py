@@ -211,6 +211,9 @@ def run_audit(dataset: ImageDataset, model_spec: ModelSpec, recipe: TrainRecipe 
     """
     if not isinstance(forget, str):
         raise ConfigError(f"a forget spec is a string such as random:0.1 or class:3, got {forget!r}")
+    if not isinstance(model_spec, ModelSpec):  # every member builds its own model from the spec
+        raise ConfigError(f"the audit trains its pool from a ModelSpec (uk.spec_for('mlp', data)), got "
+                          f"{type(model_spec).__name__}")
     checked = checked_methods(methods, hyperparameters, forget)
     plan = plan_pool(dataset, forget, models, seed)
     recipe = as_recipe(recipe, dataset.recipe)
