@@ -8,6 +8,7 @@ import torch
 
 import unlearnkit as uk
 from unlearnkit.errors import ConfigError, DataError
+from unlearnkit.training import predict
 
 FAST = {"epochs": 15, "batch_size": 32, "lr": 0.05, "augment": False}  # the digits recipe
 
@@ -219,3 +220,15 @@ def test_the_bench_takes_the_users_own_module_as_a_template(runtime, tmp_path):
     originals = sorted(p.name for p in (tmp_path / "store" / "models").iterdir())
     assert len(originals) == 3 and all("custom-Sequential" in name for name in originals)  # original, RT, RT′
 
+
+
+def test_the_verdict_on_a_single_forget_sample_compares_its_loss_without_a_nan_band(tiny_data, runtime):
+    spec = uk.spec_for("mlp", tiny_data)
+    original = uk.train(tiny_data, spec, recipe={"epochs": 2, "batch_size": 16}, seed=0, runtime=runtime)
+    model = original.load_model()
+    logits, labels = predict(model, tiny_data.train(augment=False), runtime)
+    losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    split = uk.make_split([int(losses.argmax())], tiny_data)  # the sample it fits worst: above the held-out mean
+    said = uk.verdict(original, model, split, tiny_data, runtime=runtime)
+    assert said["after"]["forget_loss"] > said["after"]["heldout_loss"]
+    assert said["verdict"] == "forgotten" and "nan" not in said["line"]

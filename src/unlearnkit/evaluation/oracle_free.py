@@ -139,13 +139,16 @@ def verdict(original, unlearned, split, dataset, runtime, seed: int = 0, unrolli
         reason = f"forget accuracy {after['forget_acc']:.1f}% ({'<=' if gone else '>'} {CLASS_TARGET}%)"
     else:
         ranked = after["membership_auc"] <= 0.5 + tolerance
-        loss_met = loss_reached(after["forget_loss"], after["heldout_loss"], after["loss_band"])
+        # A forget set of one sample has no spread (its band is NaN, which would fail every comparison): the means
+        # are compared as they are.
+        band = after["loss_band"] if math.isfinite(after["loss_band"]) else 0.0
+        loss_met = loss_reached(after["forget_loss"], after["heldout_loss"], band)
         word = "forgotten" if ranked and loss_met else "not yet"
         reason = (f"membership AUC, forget vs held-out: {before['membership_auc']:.3f} -> "
                   f"{after['membership_auc']:.3f} ({'within' if ranked else 'above'} 0.5 + {tolerance:.3f}); mean "
                   f"loss, forget vs held-out: {before['forget_loss']:.4f} -> {after['forget_loss']:.4f} vs "
                   f"{after['heldout_loss']:.4f} ({'within' if loss_met else 'below it by more than'} "
-                  f"{after['loss_band']:.4f})")
+                  f"{band:.4f})")
     return {"verdict": word, "reason": reason, "line": f"{word}: {reason}", "before": before, "after": after,
             "change": change, "auc_tolerance": tolerance, "unrolling": unrolling}
 
