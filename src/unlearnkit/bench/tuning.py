@@ -85,7 +85,7 @@ def tune(config: BenchConfig, methods: list[str], seeds: list[int], runtime: Run
     if reported:
         raise ConfigError(f"tuning seed(s) {reported} are among the bench's reported seeds {config.seeds}: use others")
     if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
-        raise ConfigError(f"max_trials must be a whole number of at least 1, got {max_trials!r}")
+        raise ConfigError(f"max_trials must be at least 1, got {max_trials!r}")
     # A negative budget keeps no trial: every choice would be flagged and none written, with no word of why.
     if isinstance(max_cost, bool) or not isinstance(max_cost, (int, float)) or not max_cost >= 0:
         raise ConfigError(f"max_cost must be a share of retraining's compute, >= 0, got {max_cost!r}")
