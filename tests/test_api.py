@@ -221,7 +221,6 @@ def test_the_bench_takes_the_users_own_module_as_a_template(runtime, tmp_path):
     assert len(originals) == 3 and all("custom-Sequential" in name for name in originals)  # original, RT, RT′
 
 
-
 def test_the_verdict_on_a_single_forget_sample_compares_its_loss_without_a_nan_band(tiny_data, runtime):
     spec = uk.spec_for("mlp", tiny_data)
     original = uk.train(tiny_data, spec, recipe={"epochs": 2, "batch_size": 16}, seed=0, runtime=runtime)

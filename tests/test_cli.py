@@ -188,3 +188,9 @@ def test_ctrl_c_is_one_error_line_and_a_last_json_object_with_exit_130(args, tmp
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: interrupted"), done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["error"].startswith("interrupted")
+
+
+def test_every_command_goes_through_the_one_error_and_interrupt_wrapper():
+    # The Ctrl-C test above runs three commands; the rest share its wrapper only if they were registered by `command`.
+    unwrapped = [c.name for c in app.registered_commands if getattr(c.callback, "__wrapped__", None) is None]
+    assert not unwrapped and len(app.registered_commands) >= 12
