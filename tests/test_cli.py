@@ -188,3 +188,17 @@ def test_ctrl_c_is_one_error_line_and_a_last_json_object_with_exit_130(args, tmp
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: interrupted"), done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["error"].startswith("interrupted")
+
+
+def test_unlearnkit_progress_1_draws_the_bars_where_stderr_is_not_a_terminal(monkeypatch, capsys):
+    """README: bars are drawn on a terminal, or with UNLEARNKIT_PROGRESS=1 (a log file, a pipe); 0 draws none."""
+    from unlearnkit import progress
+
+    monkeypatch.setenv("UNLEARNKIT_PROGRESS", "1")
+    with progress.task("training original", 3) as advance:
+        advance()
+    assert "training original" in capsys.readouterr().err
+    monkeypatch.setenv("UNLEARNKIT_PROGRESS", "0")
+    with progress.task("training oracle", 3) as advance:
+        advance()
+    assert "training oracle" not in capsys.readouterr().err
