@@ -104,6 +104,7 @@ def test_listing_commands_print_json():
     for command, key in (("datasets", "digits"), ("models", "cnn")):
         result, out = run(command, "--json")
         assert result.exit_code == 0 and key in out
+    assert all(out.values()), f"a model without a description: {out}"  # `unlearnkit models` printed mlp bare
     result, out = run("methods", "--json")
     assert result.exit_code == 0 and {"sfron", "ft", "salun"} <= {m["name"] for m in out["methods"]}
 
