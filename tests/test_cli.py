@@ -70,6 +70,7 @@ def test_forget_writes_the_unlearned_checkpoint_with_its_record(tmp_path):
                       "--set", "epochs=1", "--json")
     assert result.exit_code == 0, result.output
     assert {"forget_acc", "remain_acc", "test_acc", "wall_time_s", "steps", "hyperparameters"} <= set(out)
+    assert out["rte_s"] == out["wall_time_s"]  # the common key, as `forget --task generation` reports it (README)
     record = json.loads((tmp_path / "store" / "unlearned" / out["checkpoint"].split("/")[-1]
                          / "record.json").read_text())
     assert record["unlearning"]["method"] == "ft" and record["unlearning"]["hyperparameters"]["epochs"] == 1
