@@ -70,6 +70,7 @@ def test_forget_writes_the_unlearned_checkpoint_with_its_record(tmp_path):
                       "--set", "epochs=1", "--json")
     assert result.exit_code == 0, result.output
     assert {"forget_acc", "remain_acc", "test_acc", "wall_time_s", "steps", "hyperparameters"} <= set(out)
+    assert out["rte_s"] == out["wall_time_s"]  # the common key, as `forget --task generation` reports it (README)
     record = json.loads((tmp_path / "store" / "unlearned" / out["checkpoint"].split("/")[-1]
                          / "record.json").read_text())
     assert record["unlearning"]["method"] == "ft" and record["unlearning"]["hyperparameters"]["epochs"] == 1
@@ -104,6 +105,7 @@ def test_listing_commands_print_json():
     for command, key in (("datasets", "digits"), ("models", "cnn")):
         result, out = run(command, "--json")
         assert result.exit_code == 0 and key in out
+    assert all(out.values()), f"a model without a description: {out}"  # `unlearnkit models` printed mlp bare
     result, out = run("methods", "--json")
     assert result.exit_code == 0 and {"sfron", "ft", "salun"} <= {m["name"] for m in out["methods"]}
 
@@ -194,3 +196,17 @@ def test_every_command_goes_through_the_one_error_and_interrupt_wrapper():
     # The Ctrl-C test above runs three commands; the rest share its wrapper only if they were registered by `command`.
     unwrapped = [c.name for c in app.registered_commands if getattr(c.callback, "__wrapped__", None) is None]
     assert not unwrapped and len(app.registered_commands) >= 12
+
+
+def test_unlearnkit_progress_1_draws_the_bars_where_stderr_is_not_a_terminal(monkeypatch, capsys):
+    """README: bars are drawn on a terminal, or with UNLEARNKIT_PROGRESS=1 (a log file, a pipe); 0 draws none."""
+    from unlearnkit import progress
+
+    monkeypatch.setenv("UNLEARNKIT_PROGRESS", "1")
+    with progress.task("training original", 3) as advance:
+        advance()
+    assert "training original" in capsys.readouterr().err
+    monkeypatch.setenv("UNLEARNKIT_PROGRESS", "0")
+    with progress.task("training oracle", 3) as advance:
+        advance()
+    assert "training oracle" not in capsys.readouterr().err

@@ -47,6 +47,12 @@ def test_train_retrain_forget_and_evaluate_a_ddpm(quick):
     again = run("forget", "--model", original["checkpoint"], "--method", "sfron", "--forget", "class:3",
                 *TINY_SFRON, "--json")
     assert again["checkpoint"] == forgot["checkpoint"]  # found in the store by content
+    assert again["reused"] and not forgot["reused"] and not original["reused"]
+    (Path(forgot["checkpoint"]) / "split.npz").unlink()  # a damaged stored run is not returned as a success
+    with pytest.warns(UserWarning, match="split.npz is missing"):
+        redone = run("forget", "--model", original["checkpoint"], "--method", "sfron", "--forget", "class:3",
+                     *TINY_SFRON, "--json")
+    assert not redone["reused"] and (Path(redone["checkpoint"]) / "split.npz").is_file()
     scored = run("evaluate", forgot["checkpoint"], "--oracle", oracle["checkpoint"], "--original",
                  original["checkpoint"], "--json")
     for key in ("forget_acc", "remain_acc", "avg_gap", "kl_forget", "rte_s", "cost_ratio", "fid"):

@@ -86,6 +86,7 @@ def classifier_layer(model: nn.Module) -> nn.Linear:
 
 @MODELS.register("mlp")
 def mlp(in_channels: int, image_size: int, num_classes: int, hidden: tuple[int, ...] = (256, 128)) -> nn.Module:
+    """Fully connected ReLU layers (256, 128) on the flattened input: the default for scikit-learn's tables."""
     layers: list[nn.Module] = [nn.Flatten()]
     width = in_channels * image_size * image_size
     for h in hidden:

@@ -24,9 +24,14 @@ _progress: Progress | None = None
 _open_tasks = 0
 
 
+def forced() -> bool:
+    """UNLEARNKIT_PROGRESS=1: draw the bars even where standard error is not a terminal (a log file, a pipe)."""
+    return os.environ.get("UNLEARNKIT_PROGRESS") == "1"
+
+
 def enabled() -> bool:
     flag = os.environ.get("UNLEARNKIT_PROGRESS")
-    return flag == "1" if flag is not None else sys.stderr.isatty()
+    return forced() if flag is not None else sys.stderr.isatty()
 
 
 @contextmanager
@@ -40,7 +45,8 @@ def task(description: str, total: int) -> Iterator[Callable[..., None]]:
         _progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=True)
+            # rich draws a live display only on a terminal: forced, it draws one on whatever stderr is.
+            console=Console(stderr=True, force_terminal=forced() or None), transient=True)
         _progress.start()
     task_id = _progress.add_task(description, total=total, info="")
     _open_tasks += 1

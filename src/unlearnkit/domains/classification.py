@@ -58,7 +58,7 @@ class Classification(Domain):
         result = unlearn_checkpoint(checkpoint, method, forget, seed, hyperparameters, runtime, store, force)
         record = result.record
         return {"checkpoint": str(result.path), "method": method, "task": self.name, "reused": result.reused,
-                **record["metrics"],
+                **record["metrics"], "rte_s": record["unlearning"]["wall_time_s"],
                 "wall_time_s": record["unlearning"]["wall_time_s"], "steps": record["unlearning"]["steps"],
                 "sample_passes": record["unlearning"]["sample_passes"], "split": record["split"],
                 "hyperparameters": record["unlearning"]["hyperparameters"], "verdict": record.get("verdict"),

@@ -74,11 +74,14 @@ class Generation(Domain):
         record = checkpoint.record
         return {"checkpoint": str(checkpoint.path), "kind": kind, "task": self.name,
                 "train_loss": record["metrics"]["train_loss"], "wall_time_s": record["wall_time_s"],
+                "reused": checkpoint.reused,
                 **({"split": record["split"]} if split else {})}
 
     def describe_training(self, result: dict) -> str:
-        return (f"{result['kind']} diffusion model: train loss {result['train_loss']:.3f}, "
-                f"{result['wall_time_s']:.1f} s -> {result['checkpoint']}")
+        took = (f"found in the store (trained in {result['wall_time_s']:.1f} s)" if result.get("reused")
+                else f"{result['wall_time_s']:.1f} s")
+        return (f"{result['kind']} diffusion model: train loss {result['train_loss']:.3f}, {took} "
+                f"-> {result['checkpoint']}")
 
     def _evaluator(self, dataset, split, runtime, store, seed: int, budget: dict | None):
         from ..generation.evaluation import GeneratorEvaluator, SampleBudget
@@ -92,6 +95,7 @@ class Generation(Domain):
         from ..data.splits import make_split
         from ..generation.engine import unlearn_generation
         from ..generation.training import load_denoiser
+        from ..pipeline import reusable
 
         kind = checkpoint.record.get("kind")
         if kind != "original":
@@ -107,8 +111,9 @@ class Generation(Domain):
         key = content_key({"original": checkpoint.record.get("key"), "method": method, "hp": hp,
                            "split": split.fingerprint, "seed": seed, "compute": runtime.identity()})
         folder = store / "unlearned" / f"diffusion-{method}-{dataset.name}-{key}"
-        if folder.exists() and not force:
-            return self._forget_result(load_checkpoint(folder))
+        found = reusable(folder, force)  # a damaged or changed stored run is computed again, with a warning
+        if found is not None:
+            return self._forget_result(found)
         model, schedule = load_denoiser(checkpoint)
         result = unlearn_generation(model.to(runtime.device), split, method, data=dataset, schedule=schedule,
                                     runtime=runtime, seed=seed, store=store, **hyperparameters)
@@ -125,14 +130,16 @@ class Generation(Domain):
     def _forget_result(self, stored: Checkpoint) -> dict:
         record = stored.record
         return {"checkpoint": str(stored.path), "method": record["unlearning"]["method"], "task": self.name,
-                **record["metrics"], "rte_s": record["unlearning"]["wall_time_s"],
+                "reused": stored.reused, **record["metrics"], "rte_s": record["unlearning"]["wall_time_s"],
                 "wall_time_s": record["unlearning"]["wall_time_s"], "steps": record["unlearning"]["steps"],
                 "sample_passes": record["unlearning"]["sample_passes"], "split": record["split"],
                 "hyperparameters": record["unlearning"]["hyperparameters"]}
 
     def describe_forget(self, out: dict) -> str:
         return (f"{out['method']}: forget acc {out['forget_acc']:.2f}%, remain acc {out['remain_acc']:.2f}%, "
-                f"FID* {out['fid']:.2f} (of samples), {out['wall_time_s']:.1f} s -> {out['checkpoint']}")
+                f"FID* {out['fid']:.2f} (of samples), "
+                + (f"found in the store (ran in {out['wall_time_s']:.1f} s)" if out.get("reused")
+                   else f"{out['wall_time_s']:.1f} s") + f" -> {out['checkpoint']}")
 
     def evaluate(self, model, oracle, original, options, runtime) -> dict:
         from ..evaluation.checkpoints import shared_split
