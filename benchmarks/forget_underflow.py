@@ -13,11 +13,10 @@ least one, and the median gradient norm of the weighted objective Σ w_i l_i at 
 from __future__ import annotations
 
 import statistics
-import sys
 
 import torch
 import torch.nn.functional as F
-from references import FORGETTABLE, SEEDS, references, transfer_scenario
+from references import FORGETTABLE, SEEDS, arguments, references, transfer_scenario
 
 from unlearnkit.runtime import Runtime
 from unlearnkit.unlearning.forgetting import adaptive_weights
@@ -54,6 +53,6 @@ if __name__ == "__main__":
     runtime = Runtime.create("cpu", 1)
     print("| scenario | seed | D_f with loss 0 | batches with one | median gradient norm, λ 0 | λ 0.5 | λ 1 |")
     print("|---|---|---|---|---|---|---|")
-    for name in sys.argv[1:] or FORGETTABLE:
+    for name in arguments(0) or FORGETTABLE:
         for seed in SEEDS:
             print(measure(name, seed, runtime), flush=True)

@@ -8,11 +8,9 @@ closing fractions to the noise floor. Needs MNIST at ../shared/data/mnist (scena
 """
 from __future__ import annotations
 
-import sys
-
 import torch
+from references import arguments, nanmean, references, transfer_scenario
 from references import closing as closing_fractions
-from references import nanmean, references, transfer_scenario
 
 from unlearnkit.data.images import ImageDataset
 from unlearnkit.data.readers import read_idx_folder
@@ -54,4 +52,5 @@ def main(name: str, method: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*(sys.argv[1:3] + ["mnist2k-random10", "sfron"][len(sys.argv[1:3]):]))
+    given = arguments(0)[:2]
+    main(*(given + ["mnist2k-random10", "sfron"][len(given):]))

@@ -9,10 +9,8 @@ logits. MNIST needs ../shared/data/mnist.
 """
 from __future__ import annotations
 
-import sys
-
 import torch.nn.functional as F
-from references import FORGETTABLE, seeds_arg, trained
+from references import FORGETTABLE, arguments, seeds_arg, trained
 
 from unlearnkit.runtime import Runtime
 from unlearnkit.training import predict
@@ -37,7 +35,7 @@ def row(name: str, seed: int, runtime) -> str:
 
 
 if __name__ == "__main__":
-    seeds, names = seeds_arg(sys.argv[1:])
+    seeds, names = seeds_arg(arguments(0))
     runtime = Runtime.create("cpu", 1)
     print("| scenario | seed | original, held-out (the target) | oracle, held-out | oracle, D_f | second oracle, D_f "
           "| oracle D_f / target | SFR-on's end: D_f / held-out | SFR-on's decision |")

@@ -12,11 +12,10 @@ same mistakes). Writes <out>/results.md (MNIST scenarios need ../shared/data/mni
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
-from references import FORGETTABLE, trained
+from references import FORGETTABLE, arguments, trained
 
 from unlearnkit.artifacts import atomic_write_text
 from unlearnkit.evaluation import kl_per_sample
@@ -61,4 +60,5 @@ def main(out: Path, names) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2:] or FORGETTABLE)
+    args = arguments()
+    main(Path(args[0]), args[1:] or FORGETTABLE)

@@ -15,12 +15,11 @@ floor), which a user does not have. Writes <out>/results.md (MNIST scenarios nee
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from references import FORGETTABLE, nanmean, seeds_arg, trained
+from references import FORGETTABLE, arguments, nanmean, seeds_arg, trained
 from scipy.optimize import minimize_scalar
 from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
@@ -137,5 +136,5 @@ def main(out: Path, names, seeds) -> None:
 
 
 if __name__ == "__main__":
-    chosen, rest = seeds_arg(sys.argv[1:])
+    chosen, rest = seeds_arg(arguments())
     main(Path(rest[0]), rest[1:] or FORGETTABLE, chosen)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
 from pathlib import Path
+
+from references import arguments
 
 from unlearnkit.bench.runner import NOISE_FLOOR, ORACLE, ORIGINAL
 from unlearnkit.bench.verdict import CLOSED, per_seed_closing, seed_fractions
@@ -49,6 +50,5 @@ def table(cells: dict, methods: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit(__doc__.strip().splitlines()[-1].strip())
-    print("\n".join(table(read(Path(sys.argv[1])), (sys.argv[2] if len(sys.argv) > 2 else "sfron").split(","))))
+    args = arguments()
+    print("\n".join(table(read(Path(args[0])), (args[1] if len(args) > 1 else "sfron").split(","))))

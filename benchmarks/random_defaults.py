@@ -18,10 +18,9 @@ import itertools
 import json
 import math
 import statistics
-import sys
 from pathlib import Path
 
-from references import RANDOM, nanmean, run_cells, seeds_arg
+from references import RANDOM, arguments, nanmean, run_cells, seeds_arg
 from references import score as transfer_score
 
 from unlearnkit.unlearning.methods import METHODS
@@ -121,7 +120,7 @@ def summarise(outs: list[Path], over_draws=nanmean) -> None:
 
 
 if __name__ == "__main__":
-    seeds, args = seeds_arg(sys.argv[1:])
+    seeds, args = seeds_arg(arguments())
     if "--paired" in args:
         paired([Path(a) for a in args if not a.startswith("--")])
     elif "--summarise" in args:

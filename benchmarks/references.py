@@ -25,6 +25,19 @@ FORGETTABLE = tuple(name for name in RANDOM if name != "mnist-random10")  # full
 SEEDS = (0, 1, 2)  # the seeds the scripts run unless told otherwise
 
 
+def arguments(needed: int = 1) -> list[str]:
+    """The running script's command-line arguments. With -h or --help, or fewer than `needed`, its docstring (which
+    says how to call it) is printed instead and the script ends: a flag is never taken for an output folder."""
+    args = sys.argv[1:]
+    usage = (sys.modules["__main__"].__doc__ or "").strip()
+    if {"-h", "--help"} & set(args):
+        print(usage)
+        raise SystemExit(0)
+    if len(args) < needed:
+        raise SystemExit(usage)
+    return args
+
+
 def seeds_arg(args: list[str]) -> tuple[tuple[int, ...], list[str]]:
     """`--seeds 0,1,2` taken out of a script's arguments: (the seeds, SEEDS if not given; the other arguments)."""
     if "--seeds" not in args:
@@ -127,12 +140,13 @@ def mean_closing(cells: dict, candidate: str, seeds: tuple[int, ...] = SEEDS) ->
 def cells_main(run: Callable[[Path, str], None], summarise: Callable[[Path], None]) -> None:
     """The command line of a script built on run_cells: `<out> [scenario ...]` runs the scenarios (every one of
     FORGETTABLE if none is named); `<out> --summarise` prints the table of what is cached."""
-    out = Path(sys.argv[1])
+    args = arguments()
+    out = Path(args[0])
     out.mkdir(parents=True, exist_ok=True)
-    if sys.argv[2:] == ["--summarise"]:
+    if args[1:] == ["--summarise"]:
         summarise(out)
     else:
-        for name in sys.argv[2:] or FORGETTABLE:
+        for name in args[1:] or FORGETTABLE:
             run(out, name)
 
 

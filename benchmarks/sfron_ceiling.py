@@ -22,10 +22,9 @@ setting for every seed), and SFR-on at its defaults beside it, on seeds the pick
 from __future__ import annotations
 
 import itertools
-import sys
 from pathlib import Path
 
-from references import FORGETTABLE, SEEDS, cached, mean_closing, mean_fractions, nanmean, run_cells, score
+from references import FORGETTABLE, SEEDS, arguments, cached, mean_closing, mean_fractions, nanmean, run_cells, score
 
 GRID = {"lr_scale": (0.3, 1.0, 3.0, 10.0), "lambd": (0.0, 0.5, 1.0), "forget_freq": (1, 5),
         "budget": (0.05, 0.1, 0.25)}
@@ -98,7 +97,7 @@ def summarise(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
+    args = arguments()
     out = Path(args[0])
     out.mkdir(parents=True, exist_ok=True)
     if "--summarise" in args:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 from pathlib import Path
+
+from references import arguments
 
 from unlearnkit.bench.runner import load_scenario
 from unlearnkit.bench.scenarios import load_bench_config
@@ -48,4 +49,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(arguments()[0]))

@@ -6,10 +6,9 @@ scenarios/transfer.yaml, 3 seeds. Writes <out>/results.md (MNIST scenarios need 
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from references import RANDOM, transfer_scenario
+from references import RANDOM, arguments, transfer_scenario
 
 from unlearnkit.artifacts import atomic_write_text
 from unlearnkit.bench.runner import original_and_oracle
@@ -40,4 +39,5 @@ def main(out: Path, names) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2:] or RANDOM)
+    args = arguments()
+    main(Path(args[0]), args[1:] or RANDOM)
