@@ -506,3 +506,16 @@ def test_the_erase_command_takes_an_i2p_prompt_file(tmp_path):
     assert record["options"]["prompts"] == ["a nude person", "a naked body"]
     result = CliRunner().invoke(app, [*args[:-1], "--method", "magic"])
     assert result.exit_code == 2 and "unknown text-to-image method 'magic'" in result.output
+
+
+def test_a_stored_model_whose_files_changed_is_trained_again(data, runtime, tmp_path):
+    from unlearnkit.text_to_image.training import TextToImageRecipe, damage, train_text_to_image
+
+    recipe = TextToImageRecipe(steps=2, batch_size=8)
+    folder = train_text_to_image(data, TINY, recipe, seed=0, runtime=runtime, store=tmp_path)
+    assert train_text_to_image(data, TINY, recipe, seed=0, runtime=runtime, store=tmp_path) == folder
+    weights = next(folder.glob("unet/*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-8] + bytes(8))  # damaged on disk, its record kept
+    with pytest.warns(UserWarning, match="its files are not those its record.json was written for"):
+        again = train_text_to_image(data, TINY, recipe, seed=0, runtime=runtime, store=tmp_path)
+    assert again == folder and damage(folder) is None  # retrained and rewritten whole

@@ -9,11 +9,13 @@ A stored model is a diffusers folder (`Components.save`) plus record.json.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -127,7 +129,10 @@ def train_text_to_image(dataset: ImageDataset, spec: ModelSpec | None = None,
     key = content_key(identity)
     folder = writable_store(store) / "models" / f"t2i-{kind}-{dataset.name}-{key}"
     if (folder / RECORD).is_file() and not force:
-        return folder
+        problem = damage(folder)
+        if problem is None:
+            return folder
+        warnings.warn(f"the stored '{folder}' is damaged ({problem}): computing it again", stacklevel=2)
     seed_everything(seed)  # initial weights depend on the seed alone, for the original and the oracle alike
     components = build_components(spec, schedule=(recipe.beta_start, recipe.beta_end))
     warm_up()
@@ -142,11 +147,37 @@ def train_text_to_image(dataset: ImageDataset, spec: ModelSpec | None = None,
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     trained.save(tmp)
+    record["files"] = files_key(tmp)
     (tmp / RECORD).write_text(json.dumps(record, indent=2, default=str))
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
     return folder
+
+
+def files_key(folder: Path) -> str:
+    """A hash of every file of a stored diffusers folder but its record (names and bytes): what the record was
+    written for."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name != RECORD):
+        digest.update(f"{path.relative_to(folder).as_posix()}:{path.stat().st_size}:".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def damage(folder: Path) -> str | None:
+    """Why a stored model cannot be reused (an unreadable record, or files changed or damaged since it was
+    written), or None. A record from before the files were hashed is taken as it is."""
+    try:
+        record = stored_record(folder)
+    except CheckpointError as exc:
+        return str(exc)
+    if not isinstance(record, dict):
+        return f"its {RECORD} is not a JSON object"
+    expected = record.get("files")
+    if expected is not None and files_key(folder) != expected:
+        return f"its files are not those its {RECORD} was written for"
+    return None
 
 
 def load_text_to_image(folder: str | Path, runtime: Runtime | None = None) -> TextToImageModel:
