@@ -189,6 +189,14 @@ def test_a_diverging_method_is_a_row_of_the_table_not_the_end_of_the_bench(tmp_p
     assert "| ga (diverged on 1 seed(s)) |" in (tmp_path / "out" / "results.md").read_text()
 
 
+def test_a_class_spec_the_split_accepts_gets_its_report(tmp_path, runtime):
+    # "class:3," is a valid spec (the split skips the empty name); the report once crashed on it after every cell ran
+    config = BenchConfig(**{"seeds": [0], "methods": ["ft"], "scenarios": [
+        {"name": "c3", "forget": "class:3,", "recipe": {"epochs": 2}, "hyperparameters": {"ft": {"epochs": 1}}}]})
+    result = bench(config, runtime, tmp_path / "out")
+    assert result["paths"]["report"].read_text().count("data:image/png;base64,") == 3  # with the per-class plot
+
+
 # Two scenarios on one user's dataset (passed as objects, as `provided`): they share each seed's original.
 PAIR = {"seeds": [0, 1], "methods": ["ft"], "attacks": ["mia_entropy"],
         "scenarios": [{"name": "r30", "forget": "random:0.3"}, {"name": "c1", "forget": "class:1"}]}
