@@ -256,6 +256,8 @@ def _cli_cases():
          "--seed must be >= 0, got -1", None),
         ("audit negative seed", ["audit", "--seed", "-1"], "--seed must be >= 0, got -1", None),
         ("audit of no epochs", ["audit", "--epochs", "0"], "epochs: Input should be greater than 0", None),
+        ("audit num-cpus with an address", ["audit", "--executor", "ray", "--num-cpus", "1", "--address", "auto"],
+         "num_cpus sizes a local Ray cluster; it cannot be given with an address", None),
         ("erase negative seed", ["erase", "--model-dir", f"{f}/conf.d", "--concept", "x", "--out", f"{f}/erased",
                                  "--seed", "-1"], "--seed must be >= 0, got -1", None),
         ("bench negative seed", ["bench", "--seeds", "0,-1"], "--seeds must be >= 0, got -1", None),

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 import unlearnkit.bench.runner as runner
 from unlearnkit.bench import bench, load_bench_config
-from unlearnkit.bench.html import write_report
+from unlearnkit.bench.html import gap_figure, write_report
 from unlearnkit.bench.scenarios import BenchConfig
 from unlearnkit.bench.tables import markdown, summarise, verdicts
 from unlearnkit.bench.tuning import grid, tune
@@ -187,6 +187,16 @@ def test_a_diverging_method_is_a_row_of_the_table_not_the_end_of_the_bench(tmp_p
     rows = {r["method"]: r for r in result["summary"]["c3"]}
     assert rows["ga"]["diverged"] == 1 and rows["ft"]["diverged"] == 0
     assert "| ga (diverged on 1 seed(s)) |" in (tmp_path / "out" / "results.md").read_text()
+    figure = gap_figure(result["summary"]["c3"])
+    assert "ga (diverged on 1 seed(s))" in [t.get_text() for t in figure.axes[0].get_xticklabels()]
+
+
+def test_a_class_spec_the_split_accepts_gets_its_report(tmp_path, runtime):
+    # "class:3," is a valid spec (the split skips the empty name); the report once crashed on it after every cell ran
+    config = BenchConfig(**{"seeds": [0], "methods": ["ft"], "scenarios": [
+        {"name": "c3", "forget": "class:3,", "recipe": {"epochs": 2}, "hyperparameters": {"ft": {"epochs": 1}}}]})
+    result = bench(config, runtime, tmp_path / "out")
+    assert result["paths"]["report"].read_text().count("data:image/png;base64,") == 3  # with the per-class plot
 
 
 # Two scenarios on one user's dataset (passed as objects, as `provided`): they share each seed's original.

@@ -115,10 +115,14 @@ def test_strict_mask_freezes_unmasked_weights_against_momentum_and_decay(tiny_da
 def test_divergence_rolls_back_and_raises(tiny_data, runtime):
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
     before = copy.deepcopy(model.state_dict())
-    with pytest.raises(DivergenceError, match="method 'ga' diverged and was rolled back"):
+    with pytest.raises(DivergenceError, match="method 'ga' diverged and was rolled back.*: lower lr or"):
         unlearn(model, make_split("class:1", tiny_data), "ga", runtime=runtime, lr=1e38, clip=0.0, epochs=3,
                 calibrate=False)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # The advice names the setting that was read: an absolute lr overrides lr_scale.
+    with pytest.raises(DivergenceError, match=": lower lr_scale or"):
+        unlearn(model, make_split("class:1", tiny_data), "ga", runtime=runtime, lr_scale=1e38, clip=0.0, epochs=3,
+                calibrate=False)
 
 
 def test_fast_slow_schedule_counts(tiny_data, runtime):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from unlearnkit.config import TrainRecipe
-from unlearnkit.data import make_split
+from unlearnkit.data import load_dataset, make_split
 from unlearnkit.data.images import ImageDataset
 from unlearnkit.errors import ConfigError
 from unlearnkit.generation.data import generation_dataset
@@ -184,6 +184,12 @@ def test_generation_dataset_pads_or_resizes_to_minus_one_one(band_data):
     assert generation_dataset(digits_like, 16, "resize").image_shape == (1, 16, 16)
     with pytest.raises(ConfigError):
         generation_dataset(digits_like, 4, "pad")
+    table = ImageDataset("t", torch.rand(4, 13, 1, 1), torch.arange(4) % 2, torch.rand(2, 13, 1, 1),
+                         torch.arange(2), ["a", "b"], (0.0,) * 13, (1.0,) * 13, vectors=True)
+    with pytest.raises(ConfigError, match="generation needs images; dataset 't' holds feature vectors"):
+        generation_dataset(table, 16, "pad")  # not 13-channel images of one lit pixel
+    with pytest.raises(ConfigError, match="dataset 'wine' holds feature vectors"):
+        generation_dataset(load_dataset("wine"), 16, "pad")  # a registered table, held without `vectors`
 
 
 def test_frechet_distance_closed_form():

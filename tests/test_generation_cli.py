@@ -74,6 +74,8 @@ def test_generation_commands_refuse_what_they_cannot_do(quick, tmp_path):
     assert result.exit_code == 2 and "is a generation model, not classification" in result.output
     result = CliRunner().invoke(app, ["forget", "--model", original["checkpoint"], "--forget", "random:0.1"])
     assert result.exit_code == 2 and "generation forgets whole classes (class:C), got 'random:0.1'" in result.output
+    result = CliRunner().invoke(app, ["retrain", "--forget", "random:0.1", *FAST])  # an oracle nothing could use
+    assert result.exit_code == 2 and "generation forgets whole classes (class:C), got 'random:0.1'" in result.output
     forgot = run("forget", "--model", original["checkpoint"], "--method", "sfron", "--forget", "class:3",
                  *TINY_SFRON, "--json")
     result = CliRunner().invoke(app, ["evaluate", forgot["checkpoint"], "--oracle", other["checkpoint"]])

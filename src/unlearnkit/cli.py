@@ -443,8 +443,9 @@ def audit(data: str = DataOpt, root: Optional[str] = RootOpt, model: Optional[st
                                                             "multiple of 4, at least 8)."),
           seed: int = typer.Option(0, "--seed", help="Seed of the pool (halves, forget set, members)."),
           epochs: Optional[int] = EpochsOpt, executor: str = ExecutorOpt, address: Optional[str] = AddressOpt,
-          cpus_per_job: float = CpusOpt, gpus_per_job: float = GpusOpt, device: str = DeviceOpt,
-          threads: Optional[int] = ThreadsOpt, store: Optional[Path] = StoreOpt, as_json: bool = JsonOpt):
+          cpus_per_job: float = CpusOpt, gpus_per_job: float = GpusOpt, num_cpus: Optional[int] = NumCpusOpt,
+          device: str = DeviceOpt, threads: Optional[int] = ThreadsOpt, store: Optional[Path] = StoreOpt,
+          as_json: bool = JsonOpt):
     """Per-example audits of forgetting on model pools: U-LiRA (AUC, TPR at 1% and 0.1% FPR), the NeurIPS'23
     challenge's per-example ε and KLOM, for each method and two references: oracle vs oracle (chance) and doing
     nothing. Writes an HTML report with ROC curves, ε histograms and the forget examples most exposed."""
@@ -453,7 +454,7 @@ def audit(data: str = DataOpt, root: Optional[str] = RootOpt, model: Optional[st
     check_seed(seed)
     result = audit_command(data, root, model, forget_spec, methods_, models_, seed, executor, address, cpus_per_job,
                            gpus_per_job, store, device, threads,
-                           recipe={"epochs": epochs} if epochs is not None else None)
+                           recipe={"epochs": epochs} if epochs is not None else None, num_cpus=num_cpus)
     rows = result["rows"]
     lines = [f"{'row':<14}{'AUC':>7}{'TPR@1%':>9}{'TPR@0.1%':>10}{'mean ε':>9}{'KLOM p95':>10}"]
     lines += [f"{r['method']:<14}{r['auc']:>7.3f}{r['tpr_at_1pct_fpr']:>9.3f}{r['tpr_at_0p1pct_fpr']:>10.3f}"

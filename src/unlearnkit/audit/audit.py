@@ -248,7 +248,7 @@ def audit_command(data: str = "digits", root: str | None = None, model: str | No
                   seed: int = 0, executor: str = "local", address: str | None = None, cpus_per_job: float = 1.0,
                   gpus_per_job: float = 0.0, store: str | Path | None = None, device: str = "auto",
                   threads: int | None = None, hyperparameters: dict | None = None,
-                  recipe: dict | None = None) -> dict[str, Any]:
+                  recipe: dict | None = None, num_cpus: int | None = None) -> dict[str, Any]:
     """`unlearnkit audit`: load dataset `data` (its default model unless `model` is given, and its recipe with
     the `recipe` overrides, e.g. {"epochs": 5}), run the audit on `executor`, and write report.html, rows.json and
     rows.md into <store>/audit/<audit key>/.
@@ -269,7 +269,7 @@ def audit_command(data: str = "digits", root: str | None = None, model: str | No
     spec = spec_for(model or DATASETS.get(data).default_model, dataset)
     given = {"--root": root, "--model": model, "--epochs": (recipe or {}).get("epochs")}  # for the command line
     recipe = DATASETS.get(data).recipe.with_overrides(recipe or {})
-    with make_executor(executor, address, cpus_per_job, gpus_per_job, threads) as runner:
+    with make_executor(executor, address, cpus_per_job, gpus_per_job, threads, num_cpus) as runner:
         result = run_audit(dataset, spec, recipe, forget, methods, models, seed, runner, store, runtime,
                            hyperparameters)
     folder = Path(store) / "audit" / result["key"]

@@ -6,7 +6,7 @@ import types
 from pathlib import Path
 
 from ..artifacts import content_key, writable_store
-from ..data import load_dataset
+from ..data import load_dataset, make_split
 from ..errors import ConfigError
 from ..executor import Executor
 from ..runtime import Runtime
@@ -43,8 +43,8 @@ def bench(config: BenchConfig, runtime: Runtime, out_dir: Path | None = None, st
             data = provided[s.name][0] if s.name in (provided or {}) else load_dataset(s.data, s.root,
                                                                                        **s.data_options)
             classes[s.name] = data.classes
-            forgotten[s.name] = [data.classes.index(t) if t in data.classes else int(t)
-                                 for t in s.forget[6:].split(",")]
+            # The split's own reading of the spec: "class:3," or "class: cat" are valid specs.
+            forgotten[s.name] = list(make_split(s.forget, data, config.seeds[0]).forgotten_classes)
     paths["report"] = write_report(summary, out_dir, titles, classes, forgotten,
                                    " ".join(["unlearnkit", *sys.argv[1:]]), said)
     return {"out_dir": out_dir, "paths": paths, "summary": summary, "verdicts": said}

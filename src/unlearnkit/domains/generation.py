@@ -41,6 +41,13 @@ def dataset_of(checkpoint: Checkpoint, root: str | None = None):
     return dataset
 
 
+def whole_classes(split, spec: str) -> None:
+    """Refuse a split that forgets no whole class: the samples are scored class by class, so an oracle or an
+    unlearned model of such a split could never be evaluated."""
+    if not split.forgotten_classes:
+        raise ConfigError(f"generation forgets whole classes (class:C), got '{spec}'")
+
+
 def _forget_class(options: dict) -> int:
     given = options.get("forget_class")
     return 0 if given is None else given
@@ -69,6 +76,8 @@ class Generation(Domain):
         spec = DenoiserSpec(name, channels, size, dataset.num_classes, dict(settings.get("model_options", {})))
         seed = int(settings.get("seed", 0))
         split = oracle_split(kind, settings.get("forget"), dataset, seed, "retrain --task generation")
+        if split is not None:
+            whole_classes(split, settings["forget"])
         checkpoint = train_denoiser(dataset, spec, DiffusionRecipe().with_overrides(recipe), seed, split, runtime,
                                     store, force)
         record = checkpoint.record
@@ -105,8 +114,7 @@ class Generation(Domain):
         declared = self.methods.get(method)
         dataset = dataset_of(checkpoint)
         split = make_split(forget, dataset, seed)
-        if not split.forgotten_classes:  # checked before the work: the samples are scored class by class
-            raise ConfigError(f"generation forgets whole classes (class:C), got '{forget}'")
+        whole_classes(split, forget)  # before the work
         hp = declared.resolve(hyperparameters, split.spec)
         key = content_key({"original": checkpoint.record.get("key"), "method": method, "hp": hp,
                            "split": split.fingerprint, "seed": seed, "compute": runtime.identity()})

@@ -24,6 +24,10 @@ def generation_dataset(dataset: ImageDataset, image_size: int = 16, layout: str 
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"layout must be one of {LAYOUTS}, got '{layout}'")
+    # A table is held as (N, F, 1, 1) (the registered ones without `vectors`): it would pad into F-channel
+    # images of one lit pixel.
+    if dataset.vectors or dataset.image_shape[1:] == (1, 1):
+        raise ConfigError(f"generation needs images; dataset '{dataset.name}' holds feature vectors (a table)")
     channels, height, width = dataset.image_shape
     if height != width:
         raise ConfigError(f"generation expects square images, dataset '{dataset.name}' has {height}x{width}")

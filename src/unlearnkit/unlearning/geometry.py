@@ -85,8 +85,10 @@ class Stepper:
 
     def step(self, loss: Tensor, masked: bool, clip: float = 0.0) -> None:
         if not torch.isfinite(loss):
+            # An absolute lr (every generation method sets one) overrides lr_scale: name the one that is read.
+            rate = "lr_scale" if self.ctx.hp["lr"] is None else "lr"
             raise DivergenceError(f"the loss became {loss.item()} at step {self.ctx.step}: "
-                                  "lower lr_scale or the forgetting scale")
+                                  f"lower {rate} or the forgetting scale")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         mask = self.mask if masked else None
