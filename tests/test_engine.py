@@ -134,6 +134,20 @@ def test_fast_slow_schedule_counts(tiny_data, runtime):
     assert result.steps == 10 and result.sample_passes == 4 * 10 + 10 * 10
 
 
+@pytest.mark.parametrize("spec, differ", [("random:0.3", True), ("class:1", False)])
+def test_the_fron_ablation_adds_the_adaptive_weights_where_sfron_has_them(tiny_data, runtime, spec, differ):
+    # {F,R,on} is {R,on} with SFR-on's adaptive weighting (λ 0.5 random); class-wise SFR-on's λ is 0, so the two
+    # ablations coincide there.
+    split, weights = make_split(spec, tiny_data, seed=1), {}
+    for name in ("sfron_fron", "sfron_ron"):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+        unlearn(model, split, name, runtime=runtime, iters=10, forget_freq=1, batch_size=10, calibrate=False)
+        weights[name] = model.state_dict()
+    same = all(torch.equal(weights["sfron_fron"][k], v) for k, v in weights["sfron_ron"].items())
+    assert same is not differ
+
+
 def test_same_seed_same_unlearned_weights(tiny_data, runtime):
     split = make_split("random:0.2", tiny_data, seed=1)
     seed_everything(0)

@@ -42,8 +42,8 @@ def declare(method: Method) -> Method:
 # alpha 25 cosine-decayed, λ 0.5, γ 1; 1500 iterations are ~2.6% of a 200-epoch retraining.
 # Chosen by leave-one-dataset-out (docs/defaults.md): class-wise, lr_scale 1 and λ 0 in every fold (the code's λ 0.5
 # closed less of the KL gap: the adaptive weights favour samples the model fits well, while a forgotten class must
-# lose every sample). The ablations keep λ 0 and the forget settings for random forgetting too; their step sizes
-# are their own (below).
+# lose every sample). The ablations keep the forget settings, and {R,on} and {R} λ 0 (plain ascent defines them);
+# {F,R,on} takes SFR-on's λ. Their step sizes are their own (below).
 SFRON = {"lr_scale": 1.0, "forget_freq": 5, "forget_clip": 7.0, "alpha": 25.0, "lambd": 0.0}
 # SFR-on itself, random forgetting: the code's λ 0.5 (the ascent spreads over the samples D_f still fits instead of
 # driving its few atypical samples to confident errors, which the KL to an oracle punishes; on a memorised D_f, whose
@@ -85,7 +85,10 @@ declare(Method(
           "forget_mode=eval (forget batches leave BatchNorm statistics alone)."))
 declare(Method(
     "sfron_fron", "SFR-on ablation {F,R,on}: no saliency mask", FastSlow(), None, AdaptiveAscent(), Descent(),
-    defaults={**SFRON, "lr_scale": 0.3}, class_defaults={"lr_scale": 1.0, **CLASS_GROWTH}, search=SFRON_SEARCH))
+    # F is the adaptive weighting: SFR-on's λ for random forgetting (with λ 0 this was {R,on} itself). Class-wise
+    # SFR-on's own λ is 0, so there the two ablations coincide.
+    defaults={**SFRON, "lr_scale": 0.3, "lambd": SFRON_RANDOM["lambd"]},
+    class_defaults={"lr_scale": 1.0, "lambd": SFRON_CLASS["lambd"], **CLASS_GROWTH}, search=SFRON_SEARCH))
 declare(Method(
     "sfron_ron", "SFR-on ablation {R,on}: plain ascent (λ=0), no mask", FastSlow(), None, AdaptiveAscent(), Descent(),
     defaults={**SFRON, "lambd": 0.0, "lr_scale": 0.3}, class_defaults={"lr_scale": 1.0, **CLASS_GROWTH},
