@@ -166,6 +166,10 @@ INTERRUPTED = """
 import os, signal, sys, time
 from unlearnkit import cli
 
+# As at a terminal: a process started in the background inherits SIGINT ignored, and Python then never raises
+# KeyboardInterrupt.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 class Interrupted:
     name = "classification"
 
