@@ -15,6 +15,12 @@ from ..runtime import Runtime
 COMMON_KEYS = ("forget_acc", "remain_acc", "test_acc", "avg_gap", "kl_forget", "rte_s", "cost_ratio")
 
 
+def took(result: dict, verb: str) -> str:
+    """How long a command's result took, or that it was found in the store (and how long it took when it ran)."""
+    seconds = f"{result['wall_time_s']:.1f} s"
+    return f"found in the store ({verb} in {seconds})" if result.get("reused") else seconds
+
+
 class Domain:
     """One model family: its methods, its original and oracle training, unlearning a stored original, evaluating
     against the oracle, its bench and its tuning. Subclasses set the class attributes and override what they do."""

@@ -9,7 +9,7 @@ from typing import Any
 from ..registry import Registry
 from ..runtime import Runtime
 from . import register
-from .base import Domain
+from .base import Domain, took
 
 
 def tuned_values(method: str, dataset: str | None, spec: str) -> dict:
@@ -47,10 +47,8 @@ class Classification(Domain):
                 **({"forget_acc": record["metrics"]["forget_acc"], "split": record["split"]} if split else {})}
 
     def describe_training(self, result: dict) -> str:
-        took = (f"found in the store (trained in {result['wall_time_s']:.1f} s)" if result.get("reused")
-                else f"{result['wall_time_s']:.1f} s")
         return (f"{result['kind']} model: train acc {result['train_acc']:.2f}%, test acc {result['test_acc']:.2f}%, "
-                f"{took} -> {result['checkpoint']}")
+                f"{took(result, 'trained')} -> {result['checkpoint']}")
 
     def forget(self, checkpoint, method, forget, seed, hyperparameters, runtime, store, force) -> dict:
         from ..pipeline import unlearn_checkpoint
@@ -66,9 +64,7 @@ class Classification(Domain):
 
     def describe_forget(self, out: dict) -> str:
         lines = [f"{out['method']}: forget acc {out['forget_acc']:.2f}%, remain acc {out['remain_acc']:.2f}%, "
-                 f"test acc {out['test_acc']:.2f}%, "
-                 + (f"found in the store (ran in {out['wall_time_s']:.1f} s)" if out.get("reused")
-                    else f"{out['wall_time_s']:.1f} s") + f" -> {out['checkpoint']}"]
+                 f"test acc {out['test_acc']:.2f}%, {took(out, 'ran')} -> {out['checkpoint']}"]
         said = out.get("verdict")
         if said:
             b, a = said["before"], said["after"]

@@ -11,7 +11,7 @@ from ..errors import CheckpointError, ConfigError, DataError
 from ..registry import Registry
 from ..runtime import Runtime
 from . import register
-from .base import Domain
+from .base import Domain, took
 
 # The samples `forget` and `evaluate` draw (SampleBudget fields over its defaults: 100 images of each forgotten
 # class, 50 of each other, DDIM 25 steps, guidance 2): the bench's full budget, so their figures compare.
@@ -87,10 +87,8 @@ class Generation(Domain):
                 **({"split": record["split"]} if split else {})}
 
     def describe_training(self, result: dict) -> str:
-        took = (f"found in the store (trained in {result['wall_time_s']:.1f} s)" if result.get("reused")
-                else f"{result['wall_time_s']:.1f} s")
-        return (f"{result['kind']} diffusion model: train loss {result['train_loss']:.3f}, {took} "
-                f"-> {result['checkpoint']}")
+        return (f"{result['kind']} diffusion model: train loss {result['train_loss']:.3f}, "
+                f"{took(result, 'trained')} -> {result['checkpoint']}")
 
     def _evaluator(self, dataset, split, runtime, store, seed: int, budget: dict | None):
         from ..generation.evaluation import GeneratorEvaluator, SampleBudget
@@ -145,9 +143,7 @@ class Generation(Domain):
 
     def describe_forget(self, out: dict) -> str:
         return (f"{out['method']}: forget acc {out['forget_acc']:.2f}%, remain acc {out['remain_acc']:.2f}%, "
-                f"FID* {out['fid']:.2f} (of samples), "
-                + (f"found in the store (ran in {out['wall_time_s']:.1f} s)" if out.get("reused")
-                   else f"{out['wall_time_s']:.1f} s") + f" -> {out['checkpoint']}")
+                f"FID* {out['fid']:.2f} (of samples), {took(out, 'ran')} -> {out['checkpoint']}")
 
     def evaluate(self, model, oracle, original, options, runtime) -> dict:
         from ..evaluation.checkpoints import shared_split
