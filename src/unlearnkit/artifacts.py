@@ -17,6 +17,7 @@ import platform
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -114,6 +115,11 @@ def atomic_write_rows(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(Path(path), buffer.getvalue())
+
+
+def warn_damaged(path: Path, problem: str) -> None:
+    """The warning of a store lookup that found `path` damaged and computes it again instead of returning it."""
+    warnings.warn(f"the stored '{path}' is damaged ({problem}): computing it again", stacklevel=3)
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -17,6 +16,7 @@ from .artifacts import (
     content_key,
     load_checkpoint,
     save_checkpoint,
+    warn_damaged,
     weights_key,
     writable_store,
 )
@@ -164,7 +164,7 @@ def reusable(folder: Path, force: bool) -> Checkpoint | None:
     if problem is None:
         found.reused = True
         return found
-    warnings.warn(f"the stored '{folder}' is damaged ({problem}): computing it again", stacklevel=2)
+    warn_damaged(folder, problem)
     return None
 
 

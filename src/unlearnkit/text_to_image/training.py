@@ -15,7 +15,6 @@ import math
 import os
 import shutil
 import time
-import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..artifacts import content_key, versions, writable_store
+from ..artifacts import content_key, versions, warn_damaged, writable_store
 from ..config import validated
 from ..data.images import ImageDataset
 from ..data.splits import ForgetSplit
@@ -132,7 +131,7 @@ def train_text_to_image(dataset: ImageDataset, spec: ModelSpec | None = None,
         problem = damage(folder)
         if problem is None:
             return folder
-        warnings.warn(f"the stored '{folder}' is damaged ({problem}): computing it again", stacklevel=2)
+        warn_damaged(folder, problem)
     seed_everything(seed)  # initial weights depend on the seed alone, for the original and the oracle alike
     components = build_components(spec, schedule=(recipe.beta_start, recipe.beta_end))
     warm_up()
@@ -169,12 +168,9 @@ def damage(folder: Path) -> str | None:
     """Why a stored model cannot be reused (an unreadable record, or files changed or damaged since it was
     written), or None. A record from before the files were hashed is taken as it is."""
     try:
-        record = stored_record(folder)
+        expected = stored_record(folder).get("files")
     except CheckpointError as exc:
         return str(exc)
-    if not isinstance(record, dict):
-        return f"its {RECORD} is not a JSON object"
-    expected = record.get("files")
     if expected is not None and files_key(folder) != expected:
         return f"its files are not those its {RECORD} was written for"
     return None
@@ -190,6 +186,9 @@ def load_text_to_image(folder: str | Path, runtime: Runtime | None = None) -> Te
 def stored_record(folder: str | Path) -> dict:
     path = Path(folder) / RECORD
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"'{folder}' has no readable {RECORD}: {exc}") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"'{folder}' has no readable {RECORD}: a JSON {type(record).__name__}, not an object")
+    return record
