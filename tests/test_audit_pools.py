@@ -245,7 +245,7 @@ def test_in_process_and_ray_give_identical_rows(tmp_path):
     ({"models": 10}, "models must be a multiple of 4 and at least 8"),
     ({"models": "8"}, "models must be a multiple of 4 and at least 8"),
     ({"models": True}, "models must be a multiple of 4 and at least 8"),
-    ({"seed": -1}, "the pool seed must be a whole number >= 0"),
+    ({"seed": -1}, "the pool seed must be >= 0"),
     ({"methods": ["nope"]}, "unknown method 'nope'"),
     ({"methods": ["ft", "ft"]}, "methods lists a method twice"),
     ({"methods": ["oracle"]}, "'oracle' is a sanity row"),

@@ -73,7 +73,7 @@ def noise_floor(data: ImageDataset, model: str | ModelSpec | nn.Module, split: F
     from .pipeline import as_model, train
     from .unlearning.forgetting import fresh_copy
 
-    seed = check_seed(seed, "noise_floor()")  # the train() below checks the split
+    seed = check_seed(seed, "noise_floor()'s seed")  # the train() below checks the split
     if not isinstance(split, ForgetSplit):
         raise ConfigError(f"noise_floor() takes the ForgetSplit (uk.make_split) its second oracle is retrained "
                           f"without, got {type(split).__name__}")
@@ -96,7 +96,7 @@ def evaluate(model, oracle, split: ForgetSplit, data: ImageDataset | None = None
     from .evaluation.protocol import evaluate as protocol
 
     data = check_split(split, data, "evaluate()")
-    seed = check_seed(seed, "evaluate()")
+    seed = check_seed(seed, "evaluate()'s seed")
     for thing, what, retrained in ((model, "model", False), (original, "original", False), (oracle, "oracle", True),
                                    (floor, "floor", True)):
         _made_for(thing, split, what, retrained)
@@ -126,7 +126,7 @@ def verdict(original, unlearned, split: ForgetSplit, data: ImageDataset | None =
     from .evaluation.oracle_free import verdict as judge
 
     data = check_split(split, data, "verdict()")
-    seed = check_seed(seed, "verdict()")
+    seed = check_seed(seed, "verdict()'s seed")
     _made_for(unlearned, split, "unlearned model")
     runtime = Runtime.given(runtime, "verdict()")
     before, _ = _model_and_record(original, "original")
@@ -147,7 +147,7 @@ def tune(data: ImageDataset, model: str | ModelSpec | nn.Module, methods: list[s
 
     config, provided = on_objects(data, model, forget, methods, [0], recipe)
     store = writable_store(store)
-    return run(config, methods, list(seeds), Runtime.given(runtime, "tune()"), Path(out or store / "tune"), store,
+    return run(config, methods, seeds, Runtime.given(runtime, "tune()"), Path(out or store / "tune"), store,
                max_trials, max_cost, provided=provided)
 
 

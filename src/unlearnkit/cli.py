@@ -123,17 +123,17 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
         raise ConfigError(f"{option} takes comma-separated whole numbers such as 0,1,2, got {text!r}") from None
     if not seeds:
         raise ConfigError(f"{option} names no seed; expected e.g. 0,1,2")
-    for seed in seeds:
-        check_seed(seed, option)
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{option} lists a seed twice: {text!r}")
-    return seeds
+    from .runtime import check_seeds
+
+    return check_seeds(seeds, option)
 
 
 def check_seed(seed: Optional[int], option: str = "--seed") -> None:
-    """Every command refuses a negative seed with the same line."""
-    if seed is not None and seed < 0:
-        raise ConfigError(f"{option} must be >= 0, got {seed}")
+    """Every command refuses a negative seed with the same line (None: the option was not given)."""
+    from . import runtime
+
+    if seed is not None:
+        runtime.check_seed(seed, option)
 
 
 def _names(text: str, option: str) -> list[str]:

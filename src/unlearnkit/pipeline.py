@@ -81,7 +81,7 @@ def train(dataset: ImageDataset, model: str | ModelSpec | nn.Module, recipe: Tra
     model = as_model(model, dataset, "train()")
     if split is not None:
         check_split(split, dataset, "train()")
-    seed = check_seed(seed, "train()")
+    seed = check_seed(seed, "train()'s seed")
     runtime = Runtime.given(runtime, "train()")
     recipe = as_recipe(recipe, dataset.recipe)
     store = writable_store(store)

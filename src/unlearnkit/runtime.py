@@ -70,14 +70,28 @@ class Runtime:
         return contextlib.nullcontext()
 
 
-def check_seed(seed, who: str) -> int:
+def check_seed(seed, subject: str, error: type[ConfigError] = ConfigError) -> int:
     """A seed as a Python int (a bool or a string would be hashed or formatted into keys and fail far away), and
-    never negative (numpy's generators refuse one, and the CLI refuses it everywhere)."""
+    never negative (numpy's generators refuse one). The one rule for every command, function and file that takes
+    a seed; `subject` names it in the error line ("unlearn()'s seed", "--seed", "the pool seed")."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ConfigError(f"{who}'s seed must be an integer, got {seed!r}")
+        raise error(f"{subject} must be an integer, got {seed!r}")
     if seed < 0:
-        raise ConfigError(f"{who}'s seed must be >= 0, got {seed}")
+        raise error(f"{subject} must be >= 0, got {seed}")
     return int(seed)
+
+
+def check_seeds(seeds, subject: str) -> list[int]:
+    """A list of seeds, each checked as `check_seed`, at least one, and none twice (a repeated seed would count
+    one seed's runs twice in every mean and standard deviation)."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ConfigError(f"{subject} must be a list of whole numbers, got {seeds!r}")
+    checked = [check_seed(seed, subject) for seed in seeds]
+    if not checked:
+        raise ConfigError(f"{subject} names no seed: give at least one, e.g. 0,1,2")
+    if len(set(checked)) != len(checked):
+        raise ConfigError(f"a seed is listed twice in {subject}: {checked}")
+    return checked
 
 
 def seed_everything(seed: int) -> torch.Generator:

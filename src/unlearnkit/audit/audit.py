@@ -32,8 +32,8 @@ from ..data.images import ImageDataset
 from ..errors import ConfigError
 from ..executor import Executor, make_executor
 from ..models import ModelSpec
-from ..runtime import Runtime
-from .pools import SANITY_ROWS, PoolPlan, build_pool, check_models, check_seed, plan_pool
+from ..runtime import Runtime, check_seed
+from .pools import SANITY_ROWS, PoolPlan, build_pool, check_models, plan_pool
 from .statistics import (
     ULiRAResult,
     best_accuracy,
@@ -262,7 +262,7 @@ def audit_command(data: str = "digits", root: str | None = None, model: str | No
         raise ConfigError(f"a forget spec is a string such as random:0.1 or class:3, got {forget!r}")
     checked_methods(methods, hyperparameters, forget)  # bad inputs fail before the data loads or Ray starts
     check_models(models)
-    check_seed(seed)
+    check_seed(seed, "the pool seed")
     runtime = Runtime.create(device, threads)
     store = writable_store(store)
     dataset = load_dataset(data, root)

@@ -43,7 +43,7 @@ from ..errors import ConfigError, DivergenceError, SplitError
 from ..executor import Executor, Job
 from ..models import ModelSpec
 from ..pipeline import describe_model, train
-from ..runtime import Runtime
+from ..runtime import Runtime, check_seed
 from ..training import accuracy, predict
 from .statistics import logit_confidence, margins
 from .vectorised import pool_is_vectorisable, train_pool
@@ -125,12 +125,6 @@ def check_models(models: Any) -> int:
     return int(models)
 
 
-def check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"the pool seed must be a whole number >= 0, got {seed!r}")
-    return int(seed)
-
-
 def member_seed(seed: int, k: int) -> int:
     """Member k's training and unlearning seed, from the pool seed (distinct across pools and members)."""
     return int(np.random.SeedSequence([seed, k, _SEED_STREAM]).generate_state(1)[0])
@@ -138,7 +132,7 @@ def member_seed(seed: int, k: int) -> int:
 
 def plan_pool(dataset: ImageDataset, forget: str, models: int, seed: int = 0) -> PoolPlan:
     """The pool of `models` members for `forget` over `dataset`'s training set, from `seed` (module docstring)."""
-    models, seed = check_models(models), check_seed(seed)
+    models, seed = check_models(models), check_seed(seed, "the pool seed")
     try:
         candidates_split = make_split(forget, dataset, seed)
     except SplitError as exc:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from ..config import read_yaml, validated
 from ..errors import ConfigError
+from ..runtime import check_seeds
 
 
 class Scenario(BaseModel):
@@ -54,12 +55,10 @@ class BenchConfig(BaseModel):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, seeds: list[int]) -> list[int]:
-        # A negative seed fails deep in numpy; a repeated one would count one seed's cells twice in every mean and std.
-        if any(seed < 0 for seed in seeds):
-            raise ValueError(f"seeds must be >= 0, got {seeds}")
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"a seed is listed twice: {seeds}")
-        return seeds
+        try:
+            return check_seeds(seeds, "the bench's seeds")
+        except ConfigError as exc:  # pydantic reports a ValueError as the field's own error line
+            raise ValueError(str(exc)) from None
 
 
 def load_bench_config(path: str | Path | None = None) -> BenchConfig:

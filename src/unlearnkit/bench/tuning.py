@@ -38,7 +38,7 @@ from ..errors import ConfigError, DivergenceError
 from ..evaluation.protocol import evaluate
 from ..executor import Executor, InProcess, Job
 from ..progress import task
-from ..runtime import Runtime, check_seed
+from ..runtime import Runtime, check_seeds
 from ..unlearning.engine import unlearn
 from ..unlearning.methods import METHODS
 from .runner import NOTHING_DONE, References, Setup, cached_cell, check_threads, checked_scenarios, reference_models
@@ -76,11 +76,7 @@ def tune(config: BenchConfig, methods: list[str], seeds: list[int], runtime: Run
     this process); `n_parallel` trials of each study are asked at once (default: one in this process, else
     enough to fill the executor's CPUs). `provided` maps scenario names to a user's own (dataset, model spec,
     recipe), as in the bench. Returns the chosen trials ("best"), every trial ("trials") and `out_dir`."""
-    if not seeds:
-        raise ConfigError("tuning needs at least one seed")
-    seeds = [check_seed(seed, "tune()") for seed in seeds]
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"tuning seeds list a seed twice: {seeds}")
+    seeds = check_seeds(seeds, "tune()'s seeds")
     reported = sorted(set(seeds) & set(config.seeds))
     if reported:
         raise ConfigError(f"tuning seed(s) {reported} are among the bench's reported seeds {config.seeds}: use others")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, SplitError
+from ..runtime import check_seed
 
 KINDS = ("random", "class", "indices")
 
@@ -106,10 +107,7 @@ def make_split(spec, data, seed: int = 0, classes: list[str] | None = None) -> F
     if hasattr(spec, "train_labels") and isinstance(data, str):
         raise SplitError(f"make_split takes the spec first, then the dataset: make_split({data!r}, data)")
     given = None if isinstance(spec, str) else _given_indices(spec)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise SplitError(f"the split's seed must be an integer, got {seed!r}")
-    if seed < 0:  # numpy's generator would fail with a bare ValueError
-        raise SplitError(f"the split's seed must be >= 0, got {seed}")
+    check_seed(seed, "the split's seed", SplitError)
     dataset = data if hasattr(data, "train_labels") else None
     if dataset is None and (data is None or isinstance(data, (str, bytes))):
         raise SplitError(f"make_split needs a dataset (or its training labels), got {data!r}")

@@ -91,7 +91,7 @@ def unlearn(model: nn.Module, split: ForgetSplit, method: str = "sfron", *, data
     if not isinstance(model, nn.Module):
         raise ConfigError(f"unlearn() takes a torch nn.Module as the model, got {type(model).__name__}")
     dataset = check_split(split, data, "unlearn()")
-    seed = check_seed(seed, "unlearn()")
+    seed = check_seed(seed, "unlearn()'s seed")
     if heldout is not None:
         check_heldout(heldout, dataset, split)
     declared = methods.get(method)
