@@ -111,3 +111,35 @@ def test_a_hand_edited_record_is_one_clear_error_and_never_reused(tiny_data, run
     with pytest.warns(UserWarning, match="is damaged .*: computing it again"):
         again = train(tiny_data, spec, RECIPE, seed=0, runtime=runtime)
     assert not again.reused and again.damage() is None
+
+
+def test_a_store_hit_reads_its_weights_and_split_once_and_ships_neither(tiny_data, runtime, monkeypatch):
+    """The integrity check reads the files a stored oracle is reused from; loading it then uses what was read,
+    and a checkpoint sent to a worker (pickled) carries its path, not those tensors."""
+    import pickle
+
+    import unlearnkit.artifacts as artifacts
+    from unlearnkit.data.splits import ForgetSplit
+
+    spec = spec_for("mlp", tiny_data, hidden=(16,))
+    split = make_split("class:2", tiny_data)
+    stored = train(tiny_data, spec, RECIPE, seed=0, split=split, runtime=runtime).load_model().state_dict()
+    reads = {"weights": 0, "split": 0}
+    real_load_file, real_split_load = artifacts.load_file, ForgetSplit.load.__func__
+
+    def counted_file(path):
+        reads["weights"] += 1
+        return real_load_file(path)
+
+    def counted_split(cls, path):
+        reads["split"] += 1
+        return real_split_load(cls, path)
+
+    monkeypatch.setattr(artifacts, "load_file", counted_file)
+    monkeypatch.setattr(ForgetSplit, "load", classmethod(counted_split))
+    found = train(tiny_data, spec, RECIPE, seed=0, split=split, runtime=runtime)
+    assert found.reused and found.split == split
+    assert pickle.loads(pickle.dumps(found)).checked == {}
+    loaded = found.load_model().state_dict()
+    assert reads == {"weights": 1, "split": 1}
+    assert all(torch.equal(v, stored[k]) for k, v in loaded.items())

@@ -132,6 +132,8 @@ class Checkpoint:
     record: dict
     architecture: nn.Module | None = field(default=None, repr=False, compare=False)
     reused: bool = field(default=False, compare=False)  # found in the store by its key, not computed by this call
+    # What `damage()` read and found sound, so that a store lookup reads neither file twice.
+    checked: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def model_spec(self) -> ModelSpec:
@@ -148,14 +150,18 @@ class Checkpoint:
             raise CheckpointError(f"checkpoint '{self.path}' has no usable model description "
                                   f"in {RECORD}: {exc}") from None
 
+    def __getstate__(self) -> dict:  # a checkpoint sent to or from a worker carries its paths, not what was read
+        return {**self.__dict__, "checked": {}}
+
     def load_model(self, model: nn.Module | None = None) -> nn.Module:
         """Rebuild the model (or use `model`) and load the weights, checking they fit it and are the weights the
         record was written for."""
         if model is None:
             model = copy.deepcopy(self.architecture) if self.architecture is not None else self.model_spec.build()
-        load_weights(model, self.path / WEIGHTS)
+        state = self.checked.pop("weights", None)  # already matched to the record's key by damage()
+        load_weights(model, self.path / WEIGHTS, state)
         expected = self.record.get("weights")
-        if expected is not None and weights_key(model) != expected:
+        if state is None and expected is not None and weights_key(model) != expected:
             raise CheckpointError(f"checkpoint '{self.path}': its weights are not those its {RECORD} was written for "
                                   "(changed or damaged since it was saved); train or unlearn it again with --force")
         return model
@@ -176,15 +182,19 @@ class Checkpoint:
             return f"its weights are not those its {RECORD} was written for"
         if self.record.get("split") and not (self.path / SPLIT).is_file():
             return f"its {SPLIT} is missing"
+        split = None
         if (self.path / SPLIT).is_file():
             try:
-                ForgetSplit.load(self.path / SPLIT)
+                split = ForgetSplit.load(self.path / SPLIT)
             except SplitError as exc:
                 return str(exc)
+        self.checked.update(weights=state, split=split)
         return None
 
     @property
     def split(self) -> ForgetSplit | None:
+        if "split" in self.checked:
+            return self.checked["split"]
         path = self.path / SPLIT
         return ForgetSplit.load(path) if path.exists() else None
 
@@ -232,11 +242,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(path, record)
 
 
-def load_weights(model: nn.Module, weights: str | Path) -> None:
-    """Load safetensors weights into `model`, failing clearly on a corrupt file or any mismatch."""
+def load_weights(model: nn.Module, weights: str | Path, state: dict | None = None) -> None:
+    """Load safetensors weights into `model` (`state`: the file's tensors, where already read), failing clearly
+    on a corrupt file or any mismatch."""
     weights = Path(weights)
     try:
-        state = load_file(str(weights))
+        state = load_file(str(weights)) if state is None else state
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint file '{weights}' is corrupt or not safetensors: {exc}") from None
     expected = model.state_dict()
