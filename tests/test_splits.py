@@ -117,6 +117,19 @@ def test_the_forget_set_given_as_indices_or_a_mask():
         assert split.spec == "indices:<3 given>" and split.kind == "indices"
 
 
+def test_indices_that_are_whole_classes_are_class_wise_forgetting(tmp_path):
+    """A deletion request of every sample of a class, however given, is class-wise forgetting: the methods and
+    the calibration then aim at a class the model never predicts, not at a random subset's targets."""
+    as_class = make_split("class:1,3", LABELS)
+    path = tmp_path / "whole.txt"
+    path.write_text(" ".join(map(str, as_class.forget[::-1])))
+    for given in (list(as_class.forget), np.isin(LABELS, [1, 3]), f"indices:{path}"):
+        split = make_split(given, LABELS)
+        assert split == as_class and split.kind == "class" and split.forgotten_classes == (1, 3)
+    for given in (list(as_class.forget[1:]), list(as_class.forget) + [0]):  # a class short, or one more sample
+        assert make_split(given, LABELS).kind == "indices"
+
+
 @pytest.mark.parametrize("given, message", [
     ([1, 2, 100], r"the forget indices: 1 index\(es\) out of range 0..99"),
     ([3, 4, 3], "duplicated index"),

@@ -122,6 +122,9 @@ def make_split(spec, data, seed: int = 0, classes: list[str] | None = None) -> F
     else:
         forget, forgotten = _parse(spec, n, labels, classes, seed)
     forget = np.sort(forget).astype(np.int64)
+    whole = () if forgotten or spec.startswith("random:") else _whole_classes(forget, labels)
+    if whole:  # every sample of some classes and nothing else: class-wise forgetting, however it was given
+        spec, forgotten = f"class:{','.join(map(str, whole))}", whole
     remain = np.setdiff1d(np.arange(n), forget).astype(np.int64)
     if len(forget) == 0:
         raise SplitError(f"forget spec '{spec}' selects no training sample: the forget set is empty")
@@ -151,6 +154,16 @@ def _parse(spec: str, n: int, labels: np.ndarray, classes: list[str] | None, see
         forgotten = _classes(arg, labels, classes)
         return np.flatnonzero(np.isin(labels, forgotten)), forgotten
     return _indices(Path(arg), n), ()
+
+
+def _whole_classes(forget: np.ndarray, labels: np.ndarray) -> tuple[int, ...]:
+    """The classes `forget` holds, where it holds every training sample of them and no other (and they are not
+    all the classes); else (). Methods and the calibration treat such a set as class-wise forgetting, with its
+    targets: an unseen class is never predicted, which a random-forgetting rule would not ask."""
+    held = np.unique(labels[forget])
+    if len(forget) == 0 or len(held) == len(np.unique(labels)):
+        return ()
+    return tuple(int(c) for c in held) if np.isin(labels, held).sum() == len(forget) else ()
 
 
 def _random(arg: str, n: int, seed: int) -> np.ndarray:
