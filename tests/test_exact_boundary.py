@@ -5,10 +5,12 @@ import torch
 import torch.nn.functional as F
 
 from unlearnkit.config import GENERIC_RECIPE as FALLBACK_RECIPE
+from unlearnkit.data import load_dataset
 from unlearnkit.data.images import ImageDataset
 from unlearnkit.data.splits import ForgetSplit, make_split
 from unlearnkit.errors import ConfigError
 from unlearnkit.models import Ensemble, spec_for
+from unlearnkit.pipeline import train
 from unlearnkit.runtime import seed_everything
 from unlearnkit.training import accuracy, fit
 from unlearnkit.unlearning import exact
@@ -219,6 +221,33 @@ def test_sisa_ensemble_aggregates_constituents():
     votes = torch.stack([F.one_hot(m(x).argmax(1), 3) for m in members]).float().mean(0)
     voted = Ensemble(members, "vote")(x)
     assert torch.isfinite(voted).all() and torch.allclose(voted.exp(), votes, atol=1e-6)
+
+
+def test_sisa_of_one_shard_gives_its_model_s_own_softmax():
+    torch.manual_seed(0)
+    member, x = torch.nn.Linear(4, 3), torch.randn(5, 4)
+    for aggregation in ("vote", "softmax"):
+        assert torch.allclose(Ensemble([member], aggregation)(x), F.log_softmax(member(x), 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("epochs, shards", [(15, 5), (1, 1)])
+def test_sisa_at_its_defaults_takes_the_most_shards_that_keep_held_out_accuracy(runtime, isolated_store, epochs,
+                                                                                shards):
+    """Digits' MLP: at the recipe's 15 epochs, five shards of 287 images lose under 2 points of test accuracy,
+    so SISA keeps them; at 1 epoch a constituent takes 9 steps, and only the whole set (a retraining) keeps it."""
+    digits = load_dataset("digits")
+    recipe = digits.recipe.with_overrides({"epochs": epochs})
+    model = train(digits, spec_for("mlp", digits), recipe, seed=0, runtime=runtime, store=isolated_store).load_model()
+    result = unlearn(model, make_split("random:0.1", digits), "sisa", recipe=recipe, runtime=runtime,
+                     store=isolated_store)
+    choice = result.details["sisa"]["shard_choice"]
+    assert choice["shards"] == shards == len(result.model.constituents) == result.details["sisa"]["shards"]
+    assert [t["shards"] for t in choice["tried"]] == [s for s in (5, 2, 1) if s >= shards]
+    assert choice["model_heldout_acc"] - choice["tried"][-1]["heldout_acc"] <= 2
+    assert all(choice["model_heldout_acc"] - t["heldout_acc"] > 2 for t in choice["tried"][:-1])
+    given = unlearn(model, make_split("random:0.1", digits), "sisa", recipe=recipe, runtime=runtime,
+                    store=isolated_store, shards=5)
+    assert given.details["sisa"]["shard_choice"] is None and len(given.model.constituents) == 5
 
 
 def test_sisa_bad_settings_are_rejected(tiny_data, runtime):

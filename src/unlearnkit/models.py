@@ -186,7 +186,9 @@ class Ensemble(nn.Module):
     class probabilities, so argmax, softmax, cross-entropy and KL metrics apply unchanged:
     'vote' (SISA's default, `--output_type argmax`): the share of constituents predicting each class
     (ties go to the lowest class index, as numpy's argmax in the code's `aggregation.py`);
-    'softmax': the mean of the constituents' softmax outputs."""
+    'softmax': the mean of the constituents' softmax outputs. One constituent (SISA of one shard, a
+    retraining) is that model's own softmax under either: a vote of one is a one-hot output that no retrained
+    model gives."""
 
     def __init__(self, constituents: list[nn.Module], aggregation: str = "vote"):
         super().__init__()
@@ -197,7 +199,7 @@ class Ensemble(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         logits = [m(x).float() for m in self.constituents]
-        if self.aggregation == "softmax":
+        if self.aggregation == "softmax" or len(logits) == 1:
             log_probs = torch.stack([F.log_softmax(z, dim=1) for z in logits])
             return torch.logsumexp(log_probs, dim=0) - math.log(len(logits))
         votes = torch.stack([F.one_hot(z.argmax(1), z.shape[1]) for z in logits]).float().mean(0)
