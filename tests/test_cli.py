@@ -120,6 +120,17 @@ def test_an_unlearned_sisa_ensemble_is_stored_and_evaluated(tmp_path):
     result, evaluated = run("evaluate", out["checkpoint"], "--oracle", oracle["checkpoint"], "--json")
     assert result.exit_code == 0, result.output
     assert evaluated["forget_acc"] == pytest.approx(out["forget_acc"]) and evaluated["verification_error"] is None
+    assert out["sisa"]["shards"] == 2 and out["sisa"]["shard_choice"] is None  # given, not chosen
+
+
+def test_sisa_says_which_shards_it_chose_and_why(tmp_path):
+    _, original = run("train", *FAST, "--json")
+    result = runner.invoke(app, ["forget", "--model", original["checkpoint"], "--method", "sisa", "--forget",
+                                 "class:3", "--set", "epochs=1"])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("shards: "))
+    assert "(5: " in line and "points of the model's" in line
+    assert ("the most whose sharded original keeps" in line) != ("a retraining, since no sharded original" in line)
 
 
 def test_methods_shows_the_typed_defaults_for_a_forget_spec():

@@ -60,7 +60,8 @@ class Classification(Domain):
                 "wall_time_s": record["unlearning"]["wall_time_s"], "steps": record["unlearning"]["steps"],
                 "sample_passes": record["unlearning"]["sample_passes"], "split": record["split"],
                 "hyperparameters": record["unlearning"]["hyperparameters"], "verdict": record.get("verdict"),
-                "calibration": record["unlearning"].get("calibration")}
+                "calibration": record["unlearning"].get("calibration"),
+                **({"sisa": record["unlearning"]["sisa"]} if "sisa" in record["unlearning"] else {})}
 
     def describe_forget(self, out: dict) -> str:
         lines = [f"{out['method']}: forget acc {out['forget_acc']:.2f}%, remain acc {out['remain_acc']:.2f}%, "
@@ -81,6 +82,13 @@ class Classification(Domain):
                              f"{said['unrolling']['proxy']:.4g}")
         if out.get("calibration"):
             lines.append(f"calibration: {out['calibration']['decision']}")
+        choice = (out.get("sisa") or {}).get("shard_choice")
+        if choice:
+            tried = ", ".join(f"{t['shards']}: {t['heldout_acc']:.2f}%" for t in choice["tried"])
+            why = ("the most whose sharded original keeps its held-out accuracy within" if choice["within"] else
+                   "a retraining, since no sharded original kept its held-out accuracy within")
+            lines.append(f"shards: {choice['shards']}, {why} {choice['max_heldout_drop']:g} points of the model's "
+                         f"{choice['model_heldout_acc']:.2f}% ({tried})")
         return "\n".join(lines)
 
     def evaluate(self, model, oracle, original, options, runtime) -> dict:

@@ -220,7 +220,9 @@ class Sisa(Procedure):
         given = hp["shards"] is not None
         choices = [hp["shards"]] if given else [s for s in SHARD_CHOICES if s * hp["slices"] <= n] or [1]
         reference = None if given else accuracy(ctx.model, ctx.heldout, ctx.runtime)
-        choice, trained_any = ({"model_heldout_acc": reference, "tried": []} if not given else None), False
+        choice = None if given else {"model_heldout_acc": reference, "max_heldout_drop": hp["max_heldout_drop"],
+                                     "tried": [], "within": False}
+        trained_any = False
         for shards in choices:
             plan = ShardPlan.make(n, shards, hp["slices"], recipe.epochs, ctx.seed)
             folder, record, trained = sharded_training(ctx, plan, recipe, shards, hp["slices"])
@@ -230,6 +232,7 @@ class Sisa(Procedure):
             held = accuracy(self._ensemble(ctx, plan, folder, hp["aggregation"]), ctx.heldout, ctx.runtime)
             choice["tried"].append({"shards": shards, "heldout_acc": held})
             if reference - held <= hp["max_heldout_drop"]:
+                choice["within"] = True
                 break
         if choice is not None:
             choice["shards"] = len(plan.shards)
