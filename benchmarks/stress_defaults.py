@@ -18,7 +18,6 @@ retraining (SISA retrains its shards and is left out of that count), an error.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,10 +27,9 @@ import torch
 from sklearn.datasets import load_digits, load_wine, make_classification
 from sklearn.preprocessing import StandardScaler
 from torch import nn
-from user_table import METHODS, run, table
+from user_table import METHODS, run, table, write_results
 
 import unlearnkit as uk
-from unlearnkit.artifacts import atomic_write_text, versions
 
 COLLAPSE = 5.0  # points of test accuracy under the oracle's
 
@@ -144,11 +142,8 @@ def main() -> None:
     text = "\n".join(sections) + "\n## Broken promises\n\n" + ("\n".join(promise) or "None.") + "\n"
     print(text)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out / "results.md", text)
-        record = {"seeds": seeds, "problems": {p.name: {"recipe": p.recipe, "forgets": p.forgets} for p in chosen},
-                  "versions": versions(), "runs": found}
-        atomic_write_text(args.out / "results.json", json.dumps(record, indent=1, default=str))
+        write_results(args.out, text, {"seeds": seeds, "runs": found, "problems": {
+            p.name: {"recipe": p.recipe, "forgets": p.forgets} for p in chosen}})
 
 
 if __name__ == "__main__":

@@ -120,6 +120,13 @@ def table(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def write_results(out: Path, text: str, record: dict) -> None:
+    """results.md (the tables) and results.json (`record` with the library versions), each written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "results.md", text)
+    atomic_write_text(out / "results.json", json.dumps({**record, "versions": versions()}, indent=1, default=str))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
@@ -134,7 +141,5 @@ if __name__ == "__main__":
     text = table(found)
     print(text)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out / "results.md", text)
-        record = {"seeds": seeds, "recipe": RECIPE, "settings": settings, "versions": versions(), "runs": found}
-        atomic_write_text(args.out / "results.json", json.dumps(record, indent=1, default=str))
+        write_results(args.out, text, {"seeds": seeds, "recipe": RECIPE, "settings": settings, "runs": found})
+
