@@ -73,6 +73,7 @@ class Retrain(Procedure):
 
 SHARD_CHOICES = (5, 2, 1)  # tried in turn where `shards` is not given; 1 is a retraining, always within reach
 
+
 @dataclass(frozen=True)
 class ShardPlan:
     """Which training indices each shard holds, in order (cut into slices), and the epochs of each slice."""
