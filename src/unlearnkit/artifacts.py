@@ -117,9 +117,11 @@ def atomic_write_rows(path: Path, rows: list[dict]) -> None:
     atomic_write_text(Path(path), buffer.getvalue())
 
 
-def warn_damaged(path: Path, problem: str) -> None:
-    """The warning of a store lookup that found `path` damaged and computes it again instead of returning it."""
-    warnings.warn(f"the stored '{path}' is damaged ({problem}): computing it again", stacklevel=3)
+def warn_damaged(path: Path, problem: str, what: str = "") -> None:
+    """The warning of a store lookup that found `path` (a stored `what`) damaged and computes it again instead of
+    returning it."""
+    warnings.warn(f"the stored {what + ' ' if what else ''}'{path}' is damaged ({problem}): computing it again",
+                  stacklevel=3)
 
 
 @dataclass

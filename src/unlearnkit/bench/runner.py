@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from torch import nn
 
-from ..artifacts import Checkpoint, atomic_write_text, content_key, finite_json, versions, writable_store
+from ..artifacts import Checkpoint, atomic_write_text, content_key, finite_json, versions, warn_damaged, writable_store
 from ..config import TrainRecipe, as_recipe
 from ..data import DATASETS, load_dataset, make_split
 from ..data.images import ImageDataset
@@ -288,7 +287,7 @@ def _stored_cell(path: Path) -> dict | None:
         if isinstance(stored, dict) and isinstance(stored.get("metrics"), dict):
             return stored
         problem = "not a cell with its metrics"
-    warnings.warn(f"the stored cell '{path}' is damaged ({problem}): computing it again", stacklevel=3)
+    warn_damaged(path, problem, "cell")
     return None
 
 

@@ -161,7 +161,7 @@ def _whole_classes(forget: np.ndarray, labels: np.ndarray) -> tuple[int, ...]:
     all the classes); else (). Methods and the calibration treat such a set as class-wise forgetting, with its
     targets: an unseen class is never predicted, which a random-forgetting rule would not ask."""
     held = np.unique(labels[forget])
-    if len(forget) == 0 or len(held) == len(np.unique(labels)):
+    if len(held) == len(np.unique(labels)):
         return ()
     return tuple(int(c) for c in held) if np.isin(labels, held).sum() == len(forget) else ()
 
