@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 from conftest import synthetic_dataset
@@ -118,9 +119,14 @@ def test_a_damaged_stored_cell_is_computed_again_not_read(tmp_path, runtime, mon
 def test_embedded_bench_and_scenario_files_parse(tmp_path):
     config = load_bench_config()
     assert [s.forget for s in config.scenarios] == ["random:0.1", "random:0.5", "class:3"] and config.seeds == [0, 1, 2]
+    files = sorted((Path(__file__).parents[1] / "scenarios").glob("*.yaml"))
+    parsed = {path.stem: load_bench_config(path) for path in files}
+    assert {"mnist", "cifar10", "transfer", "deletion_requests"} <= set(parsed)
     for name in ("mnist", "cifar10"):
-        parsed = load_bench_config(f"{__file__.rsplit('/tests/', 1)[0]}/scenarios/{name}.yaml")
-        assert all(s.root and s.root.startswith("/") for s in parsed.scenarios)
+        assert all(s.root and s.root.startswith("/") for s in parsed[name].scenarios)
+    # Deletion requests: 1, 5 and 20 of the digits' 1,437 training samples.
+    assert [s.forget for s in parsed["deletion_requests"].scenarios] == ["random:0.0007", "random:0.0035",
+                                                                          "random:0.014"]
     bad = tmp_path / "bad.yaml"
     bad.write_text("scenarios:\n  - name: a\n    forget: class:1\n    colour: red\n")
     with pytest.raises(ConfigError, match="colour"):

@@ -46,6 +46,7 @@ from ..evaluation.oracle_free import (
     REMAIN_SAMPLE,
     auc_tolerance,
     fixed_sample,
+    heldout_reference,
     loss_reached,
     loss_tolerance,
     membership_auc,
@@ -111,6 +112,7 @@ class Check:
     remain_acc: float
     forget_loss: float
     heldout_loss: float
+    heldout_reference: float  # the mean loss as many held-out samples as D_f's probe typically have (the target)
     auc: float
     tail: float
     loss_band: float
@@ -240,6 +242,7 @@ class Calibrator:
         f_loss, h_loss = F.softplus(-f_phi), F.softplus(-h_phi)  # the loss, from φ: l = log(1 + e^-φ)
         forget_acc, heldout_acc = 100 * f_ok.float().mean().item(), 100 * h_ok.float().mean().item()
         band = loss_tolerance(f_loss, h_loss, self.hp["auc_z"] if step == 0 else self.hp["stop_z"])
+        reference = heldout_reference(h_loss, len(f_loss), ctx.seed)
         whole_forget = None
         if self.classwise:
             met = forget_acc <= self.hp["class_target"]
@@ -253,7 +256,7 @@ class Calibrator:
         elif self.hp["criterion"] == "error":
             met = forget_acc <= heldout_acc
         else:
-            met = loss_reached(f_loss.mean().item(), h_loss.mean().item(), band)
+            met = loss_reached(f_loss.mean().item(), reference, band)
         if not self.checks:  # the start: what every later check's held-out change is paired with
             self.heldout_ok_at_start = h_ok.float().cpu()
         se = self._drop_se(h_ok)
@@ -263,7 +266,8 @@ class Calibrator:
             if self.hp["damage_z"] > 0 and abs(drop - self.hp["max_heldout_drop"]) <= self.hp["damage_z"] * se:
                 whole = self._whole_heldout_drop(ctx)
         return Check(step, ctx.sample_passes + ctx.forward_passes // 3, forget_acc, heldout_acc,
-                     100 * r_ok.float().mean().item(), f_loss.mean().item(), h_loss.mean().item(), auc, tail, band,
+                     100 * r_ok.float().mean().item(), f_loss.mean().item(), h_loss.mean().item(), reference, auc,
+                     tail, band,
                      met, se, whole, whole_forget)
 
     def _confirm(self, ctx: Context) -> float | None:
@@ -340,9 +344,18 @@ class Calibrator:
                 "auc": f"membership AUC {check.auc:.3f} {at_most} "
                        f"{0.5 + (self.tolerance if check.step == 0 else self.stop_tolerance):.3f}",
                 "error": f"forget accuracy {check.forget_acc:.1f}% {at_most} held-out {check.heldout_acc:.1f}%",
-                "loss": f"forget loss {check.forget_loss:.3f} {at_least} held-out {check.heldout_loss:.3f} − "
+                "loss": f"forget loss {check.forget_loss:.3f} {at_least} {self._reference(check)} − "
                         f"{check.loss_band:.3f}",
                 }[self.hp["criterion"]]
+
+    def _reference(self, check: Check, digits: int = 3) -> str:
+        """The loss rule's target in words: the held-out mean, or, for a small forget probe, what as many held-out
+        samples typically average (`heldout_reference`)."""
+        if check.heldout_reference == check.heldout_loss:
+            return f"held-out {check.heldout_loss:.{digits}f}"
+        what = ("one held-out sample's typical loss" if len(self.forget) == 1 else
+                f"what {len(self.forget)} held-out samples typically average")
+        return f"{check.heldout_reference:.{digits}f}, {what} (their mean: {check.heldout_loss:.{digits}f})"
 
     def _check(self, ctx: Context, step: int, last: bool) -> bool:
         if not self.hp["calibrate"] or not (step == 0 or last or step % self.every == 0):
@@ -384,6 +397,18 @@ class Calibrator:
         if overshot and step > 0 and self.hp["criterion"] == "loss":
             # The loss rule can push D_f past unseen data before its mean loss reaches theirs (a forget set that
             # looks less like training data than unseen data does is itself a tell): keep the most change before it.
+            # Where the same stretch met the target, the least change that meets it comes first, unless it too
+            # overshot.
+            if check.met and self.hp["refine"] > 0:
+                end = snapshot(ctx.model)
+                where, landed = self._refine(ctx, check)
+                if landed.auc >= below:
+                    self.decision, self.chosen_step = (f"target reached at step {step} ({self._target(landed)}), "
+                                                       f"which overshot ({past}); kept {where:.3f} of the stretch "
+                                                       f"from step {good.step}, the least change that meets the "
+                                                       "target, which does not"), step
+                    return True
+                ctx.model.load_state_dict(end)
             where = self._refine_before_overshoot(ctx)
             self.decision, self.chosen_step = (f"overshot at step {step} ({past}); kept {where:.3f} of the stretch "
                                                f"from step {good.step}, the most change before it"), step
@@ -395,7 +420,7 @@ class Calibrator:
             if step == 0:
                 self.decision, self.chosen_step = self._start_decision(check), 0
             else:
-                where = self._refine(ctx, check)
+                where, _ = self._refine(ctx, check)
                 self.decision, self.chosen_step = (f"target reached at step {step} ({self._target(check)}); kept "
                                                    f"{where:.3f} of the stretch from step {good.step}"), step
             return True
@@ -416,10 +441,10 @@ class Calibrator:
         be at chance on a model confident on nearly all data while D_f's mean loss is far below the held-out one,
         and then this rule stops but the verdict says "not yet"."""
         target = self._target(check)
-        if self.classwise or loss_reached(check.forget_loss, check.heldout_loss, check.loss_band):
+        if self.classwise or loss_reached(check.forget_loss, check.heldout_reference, check.loss_band):
             return f"nothing to forget: at the start, {target}"
         return (f"stopped at the start, {target}: the '{self.hp['criterion']}' rule sees nothing to do, but the "
-                f"mean forget loss {check.forget_loss:.4f} is below the held-out {check.heldout_loss:.4f} by more "
+                f"mean forget loss {check.forget_loss:.4f} is below {self._reference(check, 4)} by more "
                 f"than {check.loss_band:.4f}, so by the loss D_f is not yet like unseen data (criterion='loss' runs on "
                 "until it is)")
 
@@ -430,7 +455,7 @@ class Calibrator:
             return acc - self.hp["class_target"]
         return {"auc": check.auc - 0.5, "tail": self.hp["tail"] - check.tail,
                 "error": check.forget_acc - check.heldout_acc,
-                "loss": check.heldout_loss - check.forget_loss}[self.hp["criterion"]]
+                "loss": check.heldout_reference - check.forget_loss}[self.hp["criterion"]]
 
     def _grow(self, check: Check) -> None:
         """Raise the step size if the stretch since the last good check closed less than its share of the
@@ -525,16 +550,21 @@ class Calibrator:
                 else self.checks[0].heldout_acc - check.heldout_acc)
         return self._keeps_remain(check) and drop <= self.hp["max_heldout_drop"]
 
-    def _bisect(self, ctx: Context, step: int, beyond) -> tuple[float, float, dict, dict]:
+    def _bisect(self, ctx: Context, step: int, beyond) -> tuple[float, float, dict, dict, Check | None]:
         """Bisect (`refine` halvings) the straight line from the last good check's weights (0) to the current ones
-        (1) for where `beyond(check)` turns true; returns the bracket (low, high) and the two ends."""
+        (1) for where `beyond(check)` turns true; returns the bracket (low, high), the two ends and the check at
+        `high` (None where it stayed at 1, the current weights)."""
         start, end = self.previous, snapshot(ctx.model)
-        low, high = 0.0, 1.0
+        low, high, at_high = 0.0, 1.0, None
         for _ in range(self.hp["refine"]):
             middle = (low + high) / 2
             ctx.model.load_state_dict(_between(start, end, middle))
-            low, high = (low, middle) if beyond(self._measure(ctx, step)) else (middle, high)
-        return low, high, start, end
+            check = self._measure(ctx, step)
+            if beyond(check):
+                high, at_high = middle, check
+            else:
+                low = middle
+        return low, high, start, end, at_high
 
     def _use_fallback(self, ctx: Context, ending: str) -> bool:
         """A run that ends without meeting the target at a safe step size, after a check that met it and damaged
@@ -576,20 +606,21 @@ class Calibrator:
         """The point furthest from the last good check, on the line to the current weights, whose membership AUC
         has not yet fallen below chance by more than the tolerance (and keeps the remain accuracy): the most
         forgetting without the overshoot. Returns where it landed (0: the last good check)."""
-        low, _, start, end = self._bisect(ctx, self.checks[-1].step, lambda check: not (
+        low, _, start, end, _ = self._bisect(ctx, self.checks[-1].step, lambda check: not (
             self._keeps_accuracy(check) and check.auc >= 0.5 - self.guard_tolerance))
         ctx.model.load_state_dict(_between(start, end, low))
         return low
 
-    def _refine(self, ctx: Context, reached: Check) -> float:
+    def _refine(self, ctx: Context, reached: Check) -> tuple[float, Check]:
         """The point closest to the last good check, on the line to the weights that met the target, that still
         meets it (and keeps the remain accuracy): the least change that forgets. Returns where on the line it
-        landed (1: the weights that first met the target)."""
+        landed (1: the weights that first met the target) and its check."""
         if self.previous is None or self.hp["refine"] == 0:
-            return 1.0
-        _, high, start, end = self._bisect(ctx, reached.step, lambda check: check.met and self._keeps_accuracy(check))
+            return 1.0, reached
+        _, high, start, end, at_high = self._bisect(ctx, reached.step,
+                                                    lambda check: check.met and self._keeps_accuracy(check))
         ctx.model.load_state_dict(_between(start, end, high))
-        return high
+        return high, at_high or reached
 
     def strength(self, ctx: Context, before: dict, after: dict) -> None:
         """One-shot edits: keep θ_0 + s (θ_edit − θ_0) for the smallest multiple s that meets the target without
