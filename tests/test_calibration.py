@@ -501,6 +501,21 @@ def test_kept_weights_that_cost_d_r_more_than_its_ceiling_step_back_where_the_bu
     assert spent["verified"]["not_verified"][-1].startswith("remain") and remain_lost(spent_right) > 3
 
 
+def test_looks_at_the_whole_held_out_set_are_paid_from_the_budget():
+    """A `damage_z` so wide that every check's held-out probe is within its noise of the ceiling: each check reads
+    the whole held-out set, which the checks' reserve does not hold. Each look is paid for by ending the run sooner,
+    so the run stays within its budget and says so."""
+    data = noise_dataset()
+    split = make_split("random:0.2", data, seed=0)
+    original = trained(data, recipe=RECIPE.with_overrides({"epochs": 120, "lr": 0.1}))
+    result = unlearn(copy.deepcopy(original), split, "sfron", data=data, runtime=_cpu(), probe_samples=16,
+                     damage_z=1e6, max_heldout_drop=50.0)
+    calibration = result.details["calibration"]
+    assert calibration["probe_sizes"]["heldout"] < len(data.test_labels)
+    assert any("all of the held-out set was read: going on, to end by step" in e for e in calibration["backoffs"])
+    assert result.sample_passes <= 0.25 * RECIPE.epochs * len(split.remain)  # forward passes counted at a third
+
+
 def test_without_calibration_the_whole_budget_runs():
     data = synthetic_dataset(n_train=300, n_test=150)
     split = make_split("class:1", data)

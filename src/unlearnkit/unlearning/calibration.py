@@ -223,6 +223,9 @@ class Calibrator:
         self.stopped = False
         self.verified: dict | None = None  # what `verify` asked of the kept weights, on which sets, and found
         self.damaged: tuple | None = None  # the first stretch that met the target and damaged the model
+        self.unreserved = 0  # forward passes of whole-set looks since the last check, which the budget did not reserve
+        self.one_shot = False  # set by `strength`: the checks of an edit, not of a loop of steps
+        self.closing = False  # the loop's last check is being measured
 
     def _probe(self, ctx: Context, view) -> tuple[torch.Tensor, torch.Tensor]:
         scores, correct = ctx.task.probe(ctx, view)
@@ -263,8 +266,13 @@ class Calibrator:
         whole = None
         if se > 0 and self.initial is not None:
             drop = self.checks[0].heldout_acc - heldout_acc
-            if self.hp["damage_z"] > 0 and abs(drop - self.hp["max_heldout_drop"]) <= self.hp["damage_z"] * se:
-                whole = self._whole_heldout_drop(ctx)
+            near = abs(drop - self.hp["max_heldout_drop"]) <= self.hp["damage_z"] * se
+            # The first look at the whole set also reads it at the start's weights.
+            looks = len(self.heldout_whole) * (1 if "held-out" in self.whole_at_start else 2)
+            # A one-shot edit, or a loop at its last check, has no steps left to end sooner by: that look comes on
+            # top of the budget (at most one per loop).
+            if self.hp["damage_z"] > 0 and near and (self.one_shot or self.closing or self._pays(ctx, looks)):
+                whole, self.unreserved = self._whole_heldout_drop(ctx), self.unreserved + looks
         return Check(step, ctx.sample_passes + ctx.forward_passes // 3, forget_acc, heldout_acc,
                      100 * r_ok.float().mean().item(), f_loss.mean().item(), h_loss.mean().item(), reference, auc,
                      tail, band,
@@ -275,11 +283,16 @@ class Calibrator:
         miss the last few samples still predicted (digits class 8: 0 of 110 on the probe, 4 of 139 on all of it),
         and the verdict reads all of D_f. Paid for by the steps a run that stops here no longer takes (None,
         and the probe decides alone, where those do not cover it)."""
-        cost = len(self.forget_whole) / 3
-        reserve_left = probe_reserve(ctx) - (ctx.forward_passes - self.forward_at_start) / 3  # the checks still due
-        if budget_left(ctx) - max(0.0, reserve_left) < cost:
+        if not self._pays(ctx, len(self.forget_whole)):
             return None
         return 100 * self._probe(ctx, self.forget_whole)[1].float().mean().item()
+
+    def _pays(self, ctx: Context, forward: int) -> bool:
+        """Whether the budget left, less what the checks still due will cost, pays for `forward` more forward
+        passes (a third of a sample pass each). The budget left counts the steps still to come: a run that goes on
+        after such a look ends sooner by as many steps (`_shorten`)."""
+        reserve_left = probe_reserve(ctx) - (ctx.forward_passes - self.forward_at_start) / 3
+        return budget_left(ctx) - max(0.0, reserve_left) >= forward / 3
 
     def _shorten(self, ctx: Context, check: Check, passes: float, why: str) -> None:
         """Checks the budget did not reserve, paid for by steps the run still takes: end it sooner by as many
@@ -364,8 +377,14 @@ class Calibrator:
             if last:
                 self._spent(ctx, self.checks[-1])
             return False
+        self.closing = last
         check = self._measure(ctx, step)
+        self.closing = False
         self.checks.append(check)
+        if self.unreserved and not last:
+            self._shorten(ctx, check, self.unreserved / 3, f"the held-out probe's drop at step {step} was within its "
+                          "noise of the ceiling, and all of the held-out set was read")
+        self.unreserved = 0
         if check.forget_whole_acc is not None and not check.met and not last:
             self._shorten(ctx, check, len(self.forget_whole) / 3,
                           f"the probe met the target at step {check.step} but all {len(self.forget_whole)} of D_f "
@@ -627,7 +646,7 @@ class Calibrator:
         damage. s doubles from 1 (up to max_strength) until a check meets the target or damages the model, then
         the last stretch is bisected (`refine` times): a method's own scale (IU's α, Fisher forgetting's noise,
         SSD's dampening, the single-gradient step) becomes a direction whose length the problem decides."""
-        hp = self.hp
+        hp, self.one_shot = self.hp, True
         ctx.model.load_state_dict(before)
         if not hp["calibrate"]:
             ctx.model.load_state_dict(after)
