@@ -4,6 +4,7 @@ Used by the engine's calibration (when to stop forgetting) and by the verdict pr
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -81,12 +82,23 @@ def heldout_reference(heldout_losses, n_forget: int, seed: int = 0) -> float:
     h = torch.as_tensor(heldout_losses, dtype=torch.float64).reshape(-1).cpu()
     if not len(h) or n_forget < 1:
         return math.nan
-    generator = torch.Generator().manual_seed(seed)
-    pool = h if len(h) <= REFERENCE_POOL else h[torch.randperm(len(h), generator=generator)[:REFERENCE_POOL]]
-    if n_forget >= len(pool):
+    pool, subsets = _reference_subsets(len(h), n_forget, seed)
+    if subsets is None:
         return h.mean().item()
-    subsets = torch.rand(REFERENCE_DRAWS, len(pool), generator=generator).argsort(dim=1)[:, :n_forget]
-    return pool[subsets].mean(dim=1).median().item()
+    return h[pool][subsets].mean(dim=1).median().item()
+
+
+@functools.lru_cache(maxsize=8)
+def _reference_subsets(n_heldout: int, n_forget: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The held-out positions the subsets are drawn from, and the subsets (positions in those; None where the
+    forget set is as large as them). They depend only on the sizes and the seed, so a calibration's every check
+    draws them once (an argsort of 2,000 rows of up to 4,096)."""
+    generator = torch.Generator().manual_seed(seed)
+    pool = (torch.arange(n_heldout) if n_heldout <= REFERENCE_POOL else
+            torch.randperm(n_heldout, generator=generator)[:REFERENCE_POOL])
+    if n_forget >= len(pool):
+        return pool, None
+    return pool, torch.rand(REFERENCE_DRAWS, len(pool), generator=generator).argsort(dim=1)[:, :n_forget]
 
 
 def loss_reached(forget_loss: float, heldout_loss: float, band: float) -> bool:

@@ -223,16 +223,15 @@ class Calibrator:
         self.stopped = False
         self.verified: dict | None = None  # what `verify` asked of the kept weights, on which sets, and found
         self.damaged: tuple | None = None  # the first stretch that met the target and damaged the model
-        self.unreserved = 0  # forward passes of whole-set looks since the last check, which the budget did not reserve
-        self.one_shot = False  # set by `strength`: the checks of an edit, not of a loop of steps
-        self.closing = False  # the loop's last check is being measured
 
     def _probe(self, ctx: Context, view) -> tuple[torch.Tensor, torch.Tensor]:
         scores, correct = ctx.task.probe(ctx, view)
         ctx.forward_passes += len(view)
         return scores, correct
 
-    def _measure(self, ctx: Context, step: int) -> Check:
+    def _measure(self, ctx: Context, step: int, on_top: bool = False) -> Check:
+        """One check of the model as it is. `on_top`: no step is left to pay for a look at the whole held-out set
+        (a loop's last check, a one-shot edit's strength search), which then comes on top of the budget."""
         f_phi, f_ok = self._probe(ctx, self.forget)
         h_phi, h_ok = self._probe(ctx, self.heldout)
         r_phi, r_ok = self._probe(ctx, self.remain)
@@ -245,7 +244,8 @@ class Calibrator:
         f_loss, h_loss = F.softplus(-f_phi), F.softplus(-h_phi)  # the loss, from φ: l = log(1 + e^-φ)
         forget_acc, heldout_acc = 100 * f_ok.float().mean().item(), 100 * h_ok.float().mean().item()
         band = loss_tolerance(f_loss, h_loss, self.hp["auc_z"] if step == 0 else self.hp["stop_z"])
-        reference = heldout_reference(h_loss, len(f_loss), ctx.seed)
+        # Class-wise the target is the forget accuracy: the loss reference is only reported, as the mean.
+        reference = h_loss.mean().item() if self.classwise else heldout_reference(h_loss, len(f_loss), ctx.seed)
         whole_forget = None
         if self.classwise:
             met = forget_acc <= self.hp["class_target"]
@@ -267,12 +267,8 @@ class Calibrator:
         if se > 0 and self.initial is not None:
             drop = self.checks[0].heldout_acc - heldout_acc
             near = abs(drop - self.hp["max_heldout_drop"]) <= self.hp["damage_z"] * se
-            # The first look at the whole set also reads it at the start's weights.
-            looks = len(self.heldout_whole) * (1 if "held-out" in self.whole_at_start else 2)
-            # A one-shot edit, or a loop at its last check, has no steps left to end sooner by: that look comes on
-            # top of the budget (at most one per loop).
-            if self.hp["damage_z"] > 0 and near and (self.one_shot or self.closing or self._pays(ctx, looks)):
-                whole, self.unreserved = self._whole_heldout_drop(ctx), self.unreserved + looks
+            if self.hp["damage_z"] > 0 and near and (on_top or self._pays(ctx, self._whole_look())):
+                whole = self._whole_heldout_drop(ctx)
         return Check(step, ctx.sample_passes + ctx.forward_passes // 3, forget_acc, heldout_acc,
                      100 * r_ok.float().mean().item(), f_loss.mean().item(), h_loss.mean().item(), reference, auc,
                      tail, band,
@@ -286,6 +282,10 @@ class Calibrator:
         if not self._pays(ctx, len(self.forget_whole)):
             return None
         return 100 * self._probe(ctx, self.forget_whole)[1].float().mean().item()
+
+    def _whole_look(self) -> int:
+        """Forward passes of a look at the whole held-out set: the first also reads it at the start's weights."""
+        return len(self.heldout_whole) * (1 if "held-out" in self.whole_at_start else 2)
 
     def _pays(self, ctx: Context, forward: int) -> bool:
         """Whether the budget left, less what the checks still due will cost, pays for `forward` more forward
@@ -377,14 +377,12 @@ class Calibrator:
             if last:
                 self._spent(ctx, self.checks[-1])
             return False
-        self.closing = last
-        check = self._measure(ctx, step)
-        self.closing = False
+        look = self._whole_look()
+        check = self._measure(ctx, step, on_top=last)
         self.checks.append(check)
-        if self.unreserved and not last:
-            self._shorten(ctx, check, self.unreserved / 3, f"the held-out probe's drop at step {step} was within its "
-                          "noise of the ceiling, and all of the held-out set was read")
-        self.unreserved = 0
+        if check.heldout_whole_drop is not None and not last:
+            self._shorten(ctx, check, look / 3, f"the held-out probe's drop at step {step} was within its noise of "
+                          "the ceiling, and all of the held-out set was read")
         if check.forget_whole_acc is not None and not check.met and not last:
             self._shorten(ctx, check, len(self.forget_whole) / 3,
                           f"the probe met the target at step {check.step} but all {len(self.forget_whole)} of D_f "
@@ -646,7 +644,7 @@ class Calibrator:
         damage. s doubles from 1 (up to max_strength) until a check meets the target or damages the model, then
         the last stretch is bisected (`refine` times): a method's own scale (IU's α, Fisher forgetting's noise,
         SSD's dampening, the single-gradient step) becomes a direction whose length the problem decides."""
-        hp, self.one_shot = self.hp, True
+        hp = self.hp
         ctx.model.load_state_dict(before)
         if not hp["calibrate"]:
             ctx.model.load_state_dict(after)
@@ -657,7 +655,7 @@ class Calibrator:
 
         def measure(t: float) -> Check:
             ctx.model.load_state_dict(_between(before, after, t))
-            check = self._measure(ctx, len(self.checks))
+            check = self._measure(ctx, len(self.checks), on_top=True)
             self.checks.append(check)
             return check
 
