@@ -188,7 +188,7 @@ def test_damaged_stored_statistics_are_computed_again_not_read(tmp_path, kind):
     path = first["jobs"][kind][2]["statistics"]
     with open(path, "r+b") as f:  # a file cut short, as by a full disk or a hand edit
         f.truncate(50)
-    with pytest.warns(UserWarning, match="are damaged .*: computing them again"):
+    with pytest.warns(UserWarning, match="statistics file .* is damaged .*: computing it again"):
         again = run_audit(data, spec, TINY_RECIPE, "random:0.3", ["ft"], **kwargs)
     assert again["jobs"][kind][2]["computed"]
     assert [summary(r) for r in again["rows"]] == [summary(r) for r in first["rows"]]

@@ -126,7 +126,10 @@ def test_a_deletion_request_of_a_few_typical_samples_is_judged_against_as_many_u
     if size > 1:  # by the held-out mean, not yet (one sample's band, the held-out spread, holds any of them)
         assert start["forget_loss"] < start["heldout_loss"] - start["loss_band"]
     assert calibration["decision"].startswith("nothing to forget"), calibration["decision"]
-    assert f"what {size} held-out samples typically average" in calibration["decision"] or size == 1
+    what = "one held-out sample's typical loss" if size == 1 else f"what {size} held-out samples typically average"
+    assert what in calibration["decision"] or size == 1
+    # The verdict words the same target as the calibration does.
+    assert what in verdict(original, result.model, split, digits, _cpu())["line"]
     assert result.details["updates"] == 0
     assert all(torch.equal(v, before[k]) for k, v in result.model.state_dict().items())
 
@@ -292,6 +295,22 @@ def test_a_run_that_ends_without_the_target_keeps_the_point_before_an_earlier_da
     said = verdict(original.eval(), result.model, split, digits, _cpu())
     assert said["verdict"] == "forgotten", said["line"]
     assert result.sample_passes <= 0.25 * digits.recipe.epochs * len(split.remain)
+
+
+def test_the_fallback_keeps_no_point_where_the_remain_loss_rose_with_the_forget_loss(digits):
+    """The digits CNN of seed 0, random 10%: the stretch to step 40 damages D_r, and the run then ends without the
+    target. The stretch's points that meet it do so because every loss rose (the remain probe's mean loss past the
+    start's held-out mean): none is kept, since a model retrained without D_f still fits D_r. Before, the run kept
+    one of them."""
+    seed_everything(0)
+    original = spec_for("cnn", digits).build()
+    fit(original, digits.train(), digits.recipe, _cpu(), 0)
+    split = make_split("random:0.1", digits, seed=0)
+    result = unlearn(copy.deepcopy(original), split, "sfron", data=digits, runtime=_cpu(), seed=0)
+    calibration = result.details["calibration"]
+    assert calibration["decision"].startswith("budget spent before the target"), calibration["decision"]
+    assert any("no point before the damage at step" in event and "D_r still fit as training data" in event
+               for event in calibration["backoffs"]), calibration["backoffs"]
 
 
 def test_a_step_size_that_damages_the_model_is_backed_off():

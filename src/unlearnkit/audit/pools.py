@@ -26,7 +26,6 @@ compare against; they are kept as .npz files under `<store>/audit/statistics/`, 
 from __future__ import annotations
 
 import time
-import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..artifacts import RECORD, atomic_write_file, content_key, load_checkpoint, save_checkpoint
+from ..artifacts import RECORD, atomic_write_file, content_key, load_checkpoint, save_checkpoint, warn_damaged
 from ..config import TrainRecipe
 from ..data.images import ImageDataset
 from ..data.splits import ForgetSplit, make_split
@@ -235,7 +234,7 @@ def stored_statistics(path: Path) -> bool:
         problem = str(exc) or type(exc).__name__
     if problem is None:
         return True
-    warnings.warn(f"the stored statistics '{path}' are damaged ({problem}): computing them again", stacklevel=2)
+    warn_damaged(path, problem, "statistics file")
     return False
 
 

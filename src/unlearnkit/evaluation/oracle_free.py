@@ -101,6 +101,16 @@ def _reference_subsets(n_heldout: int, n_forget: int, seed: int) -> tuple[torch.
     return pool, torch.rand(REFERENCE_DRAWS, len(pool), generator=generator).argsort(dim=1)[:, :n_forget]
 
 
+def reference_in_words(reference: float, heldout_mean: float, n_forget: int, digits: int = 4) -> str:
+    """The loss target in words, as the verdict and the calibration's decisions give it: the held-out mean, or,
+    for a small forget set, what as many held-out samples typically average (`heldout_reference`) beside it."""
+    if reference == heldout_mean:
+        return f"held-out {heldout_mean:.{digits}f}"
+    what = ("one held-out sample's typical loss" if n_forget == 1 else
+            f"what {n_forget} held-out samples typically average")
+    return f"{reference:.{digits}f}, {what} (their mean: {heldout_mean:.{digits}f})"
+
+
 def loss_reached(forget_loss: float, heldout_loss: float, band: float) -> bool:
     """Whether the mean forget loss is at least the held-out reference (`heldout_reference`: the held-out mean,
     for all but small forget sets), within `band` (a `loss_tolerance`): by the loss, D_f looks like data the model
@@ -184,16 +194,12 @@ def verdict(original, unlearned, split, dataset, runtime, seed: int = 0, unrolli
         ranked = after["membership_auc"] <= 0.5 + tolerance
         band, reference = after["loss_band"], after["heldout_reference"]
         loss_met = loss_reached(after["forget_loss"], reference, band)
-        n = after["sizes"]["forget"]
-        typical = ("" if reference == after["heldout_loss"] else
-                   f"one held-out sample's is typically {reference:.4f}; " if n == 1 else
-                   f"{n} held-out samples typically average {reference:.4f}; ")
+        target = reference_in_words(reference, after["heldout_loss"], after["sizes"]["forget"])
         word = "forgotten" if ranked and loss_met else "not yet"
         reason = (f"membership AUC, forget vs held-out: {before['membership_auc']:.3f} -> "
                   f"{after['membership_auc']:.3f} ({'within' if ranked else 'above'} 0.5 + {tolerance:.3f}); mean "
-                  f"loss, forget vs held-out: {before['forget_loss']:.4f} -> {after['forget_loss']:.4f} vs "
-                  f"{after['heldout_loss']:.4f} ({typical}{'within' if loss_met else 'below it by more than'} "
-                  f"{band:.4f})")
+                  f"loss, forget vs held-out: {before['forget_loss']:.4f} -> {after['forget_loss']:.4f} vs {target}, "
+                  f"{'within' if loss_met else 'below it by more than'} {band:.4f}")
     return {"verdict": word, "reason": reason, "line": f"{word}: {reason}", "before": before, "after": after,
             "change": change, "auc_tolerance": tolerance, "unrolling": unrolling}
 
