@@ -278,16 +278,22 @@ def test_class_wise_a_probe_of_part_of_the_class_is_confirmed_on_all_of_it(digit
     assert verdict(original, result.model, split, digits, _cpu())["verdict"] == "forgotten"
 
 
+def sfron_on_the_digits_cnn(digits, forget: str, seed: int):
+    """The digits CNN trained at its recipe from `seed`, a split of it by `forget`, and SFR-on's run on a copy of
+    it at its defaults."""
+    seed_everything(seed)
+    original = spec_for("cnn", digits).build()
+    fit(original, digits.train(), digits.recipe, _cpu(), seed)
+    split = make_split(forget, digits, seed=seed)
+    return original, split, unlearn(copy.deepcopy(original), split, "sfron", data=digits, runtime=_cpu(), seed=seed)
+
+
 def test_a_run_that_ends_without_the_target_keeps_the_point_before_an_earlier_damage_that_met_it(digits):
     """The digits CNN of seed 1, class 3: at the first check the class is gone and so are 6.5 points of held-out
     accuracy; the run backs off, and at the smaller step sizes the remain steps re-learn the class faster than it is
     forgotten, so the budget runs out with it 40% recognised. The first stretch met the target on the way, before
     the damage: a run ending without the target keeps the point of it nearest the start that meets it undamaged."""
-    seed_everything(1)
-    original = spec_for("cnn", digits).build()
-    fit(original, digits.train(), digits.recipe, _cpu(), 1)
-    split = make_split("class:3", digits, seed=1)
-    result = unlearn(copy.deepcopy(original), split, "sfron", data=digits, runtime=_cpu(), seed=1)
+    original, split, result = sfron_on_the_digits_cnn(digits, "class:3", seed=1)
     calibration = result.details["calibration"]
     assert "before the damage there (held-out accuracy fell" in calibration["decision"], calibration["decision"]
     assert "since the run then ended without it (budget spent" in calibration["decision"]
@@ -302,11 +308,7 @@ def test_the_fallback_keeps_no_point_where_the_remain_loss_rose_with_the_forget_
     target. The stretch's points that meet it do so because every loss rose (the remain probe's mean loss past the
     start's held-out mean): none is kept, since a model retrained without D_f still fits D_r. Before, the run kept
     one of them."""
-    seed_everything(0)
-    original = spec_for("cnn", digits).build()
-    fit(original, digits.train(), digits.recipe, _cpu(), 0)
-    split = make_split("random:0.1", digits, seed=0)
-    result = unlearn(copy.deepcopy(original), split, "sfron", data=digits, runtime=_cpu(), seed=0)
+    _, _, result = sfron_on_the_digits_cnn(digits, "random:0.1", seed=0)
     calibration = result.details["calibration"]
     assert calibration["decision"].startswith("budget spent before the target"), calibration["decision"]
     assert any("no point before the damage at step" in event and "D_r still fit as training data" in event
